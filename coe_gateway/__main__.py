@@ -1,0 +1,3 @@
+from coe_gateway.cli import main
+
+main()

@@ -1,0 +1,262 @@
+"""Typed configuration: the gateway config and the one loader every YAML file kind goes through.
+
+``load_file(path, Model)`` parses YAML (or JSON) and validates it with a pydantic model; any
+problem becomes a :class:`~coe_gateway.errors.ConfigError` naming the file, the field (dotted
+path, list indexes included) and the reason. Budget files and evaluation suites use the same
+loader with their own models.
+
+Paths inside a config file are resolved relative to that file's directory; ``~`` and
+``$VARS`` are expanded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from coe_gateway.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
+
+DEFAULT_MODELS_DIR = "~/.cache/coe-gateway/models"
+
+
+class Strict(BaseModel):
+    """Base for config sections: unknown keys are errors (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(Strict):
+    """USD per 1M tokens."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+    def cost(self, prompt_tokens: float, completion_tokens: float) -> float:
+        return (prompt_tokens * self.input_per_mtok + completion_tokens * self.output_per_mtok) / 1e6
+
+
+Capability = Literal["text", "vision", "tools"]
+
+
+class ExpertConfig(Strict):
+    """One expert: a model answered by a backend.
+
+    backend ``vllm``: the gateway launches ``replicas`` local vLLM OpenAI servers for ``model``
+    (a checkpoint directory, resolved under ``models_dir`` when relative, or a hub id already
+    in the local cache); ``gpus`` places replica *i* on ``gpus[i]`` (CUDA vLLM) and, when empty,
+    the CPU build runs with ``cpu_threads`` cores bound per replica.
+    backend ``openai``: any OpenAI-compatible endpoint; ``urls`` lists base URLs (one replica
+    each), ``api_key_env`` names the environment variable holding its key.
+    backend ``litellm``: a remote provider model string, e.g. ``anthropic/claude-3-5-haiku``.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+    backend: Literal["vllm", "openai", "litellm"]
+    model: str
+    served_name: str | None = None
+    urls: list[str] = Field(default_factory=list)
+    api_key_env: str | None = None
+    replicas: int = Field(1, ge=1)
+    gpus: list[list[int]] = Field(default_factory=list)
+    cpu_threads: list[str] = Field(default_factory=list)
+    price: Price = Price()
+    capabilities: list[Capability] = Field(default_factory=lambda: ["text"])
+    context_length: int = Field(2048, ge=16)
+    vllm_args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        description="request fields applied when the caller did not set them (e.g. stop)",
+    )
+    quality_prior: float | None = Field(None, ge=0, le=1)
+    mean_output_tokens: float = Field(256, gt=0)
+    timeout_s: float = Field(120, gt=0)
+
+    @model_validator(mode="after")
+    def _check_backend_fields(self) -> ExpertConfig:
+        if self.backend == "openai" and not self.urls:
+            raise ValueError("backend 'openai' needs at least one entry in 'urls'")
+        if self.gpus and len(self.gpus) != self.replicas:
+            raise ValueError(f"'gpus' has {len(self.gpus)} entries for {self.replicas} replicas")
+        if self.cpu_threads and len(self.cpu_threads) != self.replicas:
+            raise ValueError(
+                f"'cpu_threads' has {len(self.cpu_threads)} entries for {self.replicas} replicas"
+            )
+        return self
+
+    @property
+    def upstream_model(self) -> str:
+        """The model name sent upstream."""
+        return self.served_name or self.name
+
+
+class RouterSpec(Strict):
+    """A router the server loads: ``kind`` from the router registry, ``path`` to its saved
+    artefacts (directory with safetensors + JSON), ``options`` passed to its constructor."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    kind: str
+    path: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicySpec(Strict):
+    """A policy: ``kind`` from the policy registry and its parameters."""
+
+    kind: str = "trade-off"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class RoutingConfig(Strict):
+    default_router: str = "prior"
+    routers: list[RouterSpec] = Field(default_factory=lambda: [RouterSpec(name="prior", kind="prior")])
+    policy: PolicySpec = PolicySpec()
+    fallbacks: int = Field(1, ge=0, description="further experts tried when one fails")
+    routing_log: str | None = None
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> RoutingConfig:
+        names = [r.name for r in self.routers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"router names must be unique, got {names}")
+        if self.default_router not in names:
+            raise ValueError(f"default_router {self.default_router!r} is not one of {names}")
+        return self
+
+
+class ServerConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_request_bytes: int = Field(4_000_000, ge=1024)
+
+
+class WorkersConfig(Strict):
+    """How the supervisor runs local vLLM workers."""
+
+    base_port: int = Field(8100, ge=1024, le=65000)
+    ready_timeout_s: float = Field(600, gt=0)
+    health_interval_s: float = Field(2.0, gt=0)
+    restart_backoff_s: float = Field(1.0, gt=0)
+    restart_backoff_max_s: float = Field(60.0, gt=0)
+    log_dir: str = "~/.cache/coe-gateway/logs"
+    python: str | None = Field(None, description="interpreter for workers; default: this one")
+
+
+class CacheConfig(Strict):
+    enabled: bool = True
+    ttl_s: int = Field(3600, ge=1)
+    semantic: bool = False
+    semantic_threshold: float = Field(0.95, gt=0, le=1)
+
+
+class GatewayConfig(Strict):
+    """The whole gateway config (``configs/embedded.yaml`` is the embedded default)."""
+
+    experts: list[ExpertConfig] = Field(min_length=1)
+    routing: RoutingConfig = RoutingConfig()
+    server: ServerConfig = ServerConfig()
+    workers: WorkersConfig = WorkersConfig()
+    cache: CacheConfig = CacheConfig()
+    redis_url: str | None = None
+    budget_file: str | None = None
+    models_dir: str = DEFAULT_MODELS_DIR
+
+    @field_validator("experts")
+    @classmethod
+    def _unique_experts(cls, experts: list[ExpertConfig]) -> list[ExpertConfig]:
+        names = [e.name for e in experts]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"expert names must be unique; repeated: {dupes}")
+        return experts
+
+    def expert(self, name: str) -> ExpertConfig:
+        for e in self.experts:
+            if e.name == name:
+                return e
+        raise KeyError(name)
+
+    @property
+    def expert_names(self) -> list[str]:
+        return [e.name for e in self.experts]
+
+    def model_path(self, expert: ExpertConfig) -> str:
+        """The checkpoint path of a vLLM expert: absolute, or under ``models_dir``."""
+        p = Path(expand(expert.model))
+        if p.is_absolute() or p.exists():
+            return str(p)
+        candidate = Path(expand(self.models_dir)) / expert.model
+        return str(candidate)
+
+
+def expand(value: str) -> str:
+    """Expand ``~`` and ``$VARS`` in a path-like string."""
+    return os.path.expanduser(os.path.expandvars(value))
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<root>"
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML/JSON file, raising ConfigError (with line) on a syntax error."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), "<file>", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<syntax>"
+        raise ConfigError(str(p), where, f"invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+
+
+def validate(path: str | Path, data: Any, model: type[M]) -> M:
+    """Validate parsed data against ``model``; the first error becomes a ConfigError."""
+    if data is None:
+        raise ConfigError(str(path), "<root>", "the file is empty")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        more = f" (and {exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
+        raise ConfigError(str(path), _field_path(tuple(err["loc"])), err["msg"] + more) from exc
+
+
+def load_file(path: str | Path, model: type[M]) -> M:
+    """Load and validate one YAML/JSON file of any kind."""
+    return validate(path, read_yaml(path), model)
+
+
+def _resolve_relative(cfg: GatewayConfig, base: Path) -> GatewayConfig:
+    def rel(v: str | None) -> str | None:
+        if v is None:
+            return None
+        p = Path(expand(v))
+        return str(p if p.is_absolute() else (base / p).resolve())
+
+    routing = cfg.routing.model_copy(
+        update={
+            "routers": [r.model_copy(update={"path": rel(r.path)}) for r in cfg.routing.routers],
+            "routing_log": rel(cfg.routing.routing_log),
+        }
+    )
+    return cfg.model_copy(update={"routing": routing, "budget_file": rel(cfg.budget_file)})
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Load the gateway config; relative router and budget paths resolve against the file."""
+    cfg = load_file(path, GatewayConfig)
+    return _resolve_relative(cfg, Path(path).resolve().parent)

@@ -1,0 +1,187 @@
+"""The routing step of the pipeline: which experts may answer, what the router predicts for
+them, and the policy's ranking — the :class:`Decision` every response reports.
+
+The gateway's model names: an expert's name (answered by that expert, no routing),
+``auto`` (the configured default router), ``router:<name>`` (that router).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from coe_gateway.config import ExpertConfig, GatewayConfig, RouterSpec
+from coe_gateway.errors import (
+    ContextLengthError,
+    NoEligibleExpertError,
+    UnknownModelError,
+    UpstreamUnavailableError,
+)
+from coe_gateway.policies import BudgetState, Policy
+from coe_gateway.protocol import ChatCompletionRequest, estimate_prompt_tokens
+from coe_gateway.routers.base import Query, Router
+from coe_gateway.routers.registry import build_router
+
+AUTO = "auto"
+ROUTER_PREFIX = "router:"
+
+
+class RouterSet:
+    """The configured routers by name, each built on first use (and at ``warm_up``)."""
+
+    def __init__(self, specs: Sequence[RouterSpec], experts: Sequence[str], default: str) -> None:
+        self.specs = {s.name: s for s in specs}
+        self.experts = list(experts)
+        self.default = default
+        self._built: dict[str, Router] = {}
+
+    @property
+    def model_names(self) -> list[str]:
+        return [AUTO] + [f"{ROUTER_PREFIX}{n}" for n in self.specs]
+
+    def get(self, name: str) -> Router:
+        if name not in self._built:
+            s = self.specs[name]
+            self._built[name] = build_router(s.kind, self.experts, s.path, s.options)
+        return self._built[name]
+
+    def warm_up(self) -> None:
+        """Build every router and run one prediction (loads encoders and weights now)."""
+        for name in self.specs:
+            self.get(name).predict([Query(text="warm-up")])
+
+    def resolve(self, model: str) -> str | None:
+        """The router name for a model name, None for an expert (UnknownModelError if neither)."""
+        if model == AUTO:
+            return self.default
+        if model.startswith(ROUTER_PREFIX) and model[len(ROUTER_PREFIX):] in self.specs:
+            return model[len(ROUTER_PREFIX):]
+        if model in self.experts:
+            return None
+        raise UnknownModelError(
+            f"The model '{model}' does not exist. Available: "
+            f"{', '.join(self.model_names + self.experts)}", param="model")
+
+
+@dataclass
+class Decision:
+    """Which expert answers and why."""
+
+    ranking: list[str]
+    router: str | None
+    policy: dict[str, Any]
+    predicted: dict[str, dict[str, float]] = field(default_factory=dict)
+    est_costs: dict[str, float] = field(default_factory=dict)
+    reason: str = ""
+    routing_s: float = 0.0
+
+    @property
+    def expert(self) -> str:
+        return self.ranking[0]
+
+    def extension(self, answered_by: str) -> dict[str, Any]:
+        """The ``coe_routing`` field of a response."""
+        return {
+            "expert": answered_by,
+            "router": self.router,
+            "policy": self.policy,
+            "reason": self.reason if answered_by == self.expert
+            else f"{self.reason}; fell back from {self.expert}",
+            "ranking": self.ranking,
+            "predicted": self.predicted,
+            "estimated_cost_usd": self.est_costs,
+        }
+
+
+def expected_output_tokens(expert: ExpertConfig, request: ChatCompletionRequest) -> float:
+    cap = request.output_budget
+    return float(min(cap, expert.mean_output_tokens) if cap else expert.mean_output_tokens)
+
+
+def max_output_tokens(expert: ExpertConfig, request: ChatCompletionRequest,
+                      prompt_tokens: int) -> int:
+    """The most tokens the expert may generate for this request (what a budget reserves)."""
+    room = max(expert.context_length - prompt_tokens, 0)
+    cap = request.output_budget
+    return min(cap, room) if cap else room
+
+
+def eligible_experts(
+    cfg: GatewayConfig, request: ChatCompletionRequest, prompt_tokens: int,
+    allowed: Sequence[str] | None = None,
+) -> list[ExpertConfig]:
+    """Experts with the capabilities and context this request needs (400 if none fits)."""
+    need = {"text"} | ({"vision"} if request.has_image() else set()) | (
+        {"tools"} if request.tools else set())
+    capable = [e for e in cfg.experts if need <= set(e.capabilities)
+               and (allowed is None or e.name in allowed)]
+    if not capable:
+        raise NoEligibleExpertError(f"no expert offers {sorted(need)} for this request")
+    fits = [e for e in capable if prompt_tokens + (request.output_budget or 1) <= e.context_length]
+    if not fits:
+        longest = max(e.context_length for e in capable)
+        raise ContextLengthError(
+            f"This request needs about {prompt_tokens} prompt tokens plus "
+            f"{request.output_budget or 1} for the answer, more than the largest context "
+            f"of any eligible expert ({longest} tokens).", param="messages")
+    return fits
+
+
+def _predict(router: Router, query: Query, experts: list[ExpertConfig]) -> tuple[np.ndarray, np.ndarray]:
+    pred = router.predict([query])
+    known = {e: i for i, e in enumerate(pred.experts)}
+    q = np.empty(len(experts))
+    c = np.empty(len(experts))
+    for j, e in enumerate(experts):
+        if e.name in known:
+            q[j], c[j] = pred.quality[0, known[e.name]], pred.confidence[0, known[e.name]]
+        else:  # an expert the router never saw: its configured prior, no confidence
+            q[j], c[j] = (e.quality_prior if e.quality_prior is not None else 0.5), 0.0
+    return q, c
+
+
+async def route(
+    cfg: GatewayConfig, routers: RouterSet, policy: Policy, request: ChatCompletionRequest,
+    query: Query, available: set[str], budget: BudgetState | None = None,
+    allowed: Sequence[str] | None = None,
+) -> Decision:
+    """The decision for one request: eligibility, prediction, policy ranking."""
+    start = time.perf_counter()
+    router_name = routers.resolve(request.model)
+    prompt_tokens = estimate_prompt_tokens(request)
+    if router_name is None:  # an expert asked for by name
+        expert = cfg.expert(request.model)
+        eligible_experts(cfg, request, prompt_tokens, allowed=[expert.name])
+        if expert.name not in available:
+            raise UpstreamUnavailableError(f"expert {expert.name} has no healthy replica right now")
+        cost = expert.price.cost(prompt_tokens, expected_output_tokens(expert, request))
+        return Decision([expert.name], None, {"kind": "requested"}, est_costs={expert.name: cost},
+                        reason="the caller asked for this expert",
+                        routing_s=time.perf_counter() - start)
+    experts = eligible_experts(cfg, request, prompt_tokens, allowed)
+    router = routers.get(router_name)
+    if router.cheap:
+        q, c = _predict(router, query, experts)
+    else:
+        q, c = await asyncio.to_thread(_predict, router, query, experts)
+    costs = np.array([e.price.cost(prompt_tokens, expected_output_tokens(e, request))
+                      for e in experts])
+    order = policy.rank(q, c, costs, budget)
+    ranking = [experts[i].name for i in order if experts[i].name in available]
+    if not ranking:
+        raise UpstreamUnavailableError(
+            "no eligible expert has a healthy replica right now" if order
+            else "no eligible expert fits the budget for this request")
+    return Decision(
+        ranking=ranking, router=router_name, policy=policy.describe(),
+        predicted={e.name: {"quality": round(float(q[j]), 4), "confidence": round(float(c[j]), 4)}
+                   for j, e in enumerate(experts)},
+        est_costs={e.name: float(costs[j]) for j, e in enumerate(experts)},
+        reason=f"router {router_name} + policy {policy.kind}",
+        routing_s=time.perf_counter() - start,
+    )
