@@ -32,6 +32,7 @@ def serve(
                                            if v is not None})
     logging.basicConfig(level=server.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per health check
     app = create_app(cfg)
     uvicorn.run(app, host=server.host, port=server.port, log_level=server.log_level,
                 access_log=False, timeout_graceful_shutdown=20)

@@ -7,7 +7,10 @@ subclass (or a :class:`~coe_gateway.errors.RequestError` when the upstream rejec
 request itself with a 4xx), so the pipeline can fall back to another expert.
 
 - :class:`HttpBackend`: any OpenAI-compatible server (our vLLM workers, other endpoints),
-  over one pooled ``httpx.AsyncClient`` per replica.
+  over one pooled ``httpx.AsyncClient`` per replica. Its transport is aiohttp's connection
+  pool (``httpx-aiohttp``, the transport the OpenAI SDK offers): the httpx API with about
+  half the CPU per request of httpx's own transport, measured here (2.0 -> 1.1 ms); pass
+  ``transport="httpx"`` for the pure-httpx one.
 - :class:`LiteLLMBackend`: a remote provider model through ``litellm.acompletion``.
 """
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -75,8 +78,17 @@ def map_status(name: str, response: httpx.Response) -> Exception:
     return UpstreamError(f"expert {name} failed ({status}): {msg}")
 
 
+def _aiohttp_transport(limits: httpx.Limits) -> httpx.AsyncBaseTransport:
+    from httpx_aiohttp import AiohttpTransport
+
+    return AiohttpTransport(limits=limits)
+
+
 def map_transport(name: str, exc: httpx.HTTPError) -> UpstreamError:
-    """A transport failure as a gateway error."""
+    """A transport failure as a gateway error. A connect timeout means unreachable (503):
+    the aiohttp transport reports a refused connection that way too."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return UpstreamUnavailableError(f"expert {name} is unreachable: {exc}")
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeoutError(f"expert {name} did not answer in time ({type(exc).__name__})")
     if isinstance(exc, (httpx.ConnectError, httpx.RemoteProtocolError)):
@@ -101,17 +113,19 @@ class HttpBackend(Backend):
 
     def __init__(
         self, name: str, base_url: str, *, timeout_s: float = 120.0, api_key: str | None = None,
-        max_connections: int = 256,
+        max_connections: int = 256, transport: Literal["aiohttp", "httpx"] = "aiohttp",
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        limits = httpx.Limits(max_connections=max_connections,
+                              max_keepalive_connections=max_connections)
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout_s, connect=5.0),
-            limits=httpx.Limits(max_connections=max_connections,
-                                max_keepalive_connections=max_connections),
+            limits=limits,
+            transport=_aiohttp_transport(limits) if transport == "aiohttp" else None,
         )
 
     async def chat(self, body: dict[str, Any]) -> ChatResult:
@@ -202,10 +216,11 @@ class LiteLLMBackend(Backend):
     def _map(self, exc: Exception) -> Exception:
         status = getattr(exc, "status_code", None)
         msg = f"expert {self.name} (litellm {self.model}): {exc}"
-        if type(exc).__name__ == "Timeout" or status in (408, 504):
+        causes = {type(e).__name__ for e in _chain(exc)}
+        if causes & {"Timeout", "TimeoutException", "ReadTimeout"} or status in (408, 504):
             return UpstreamTimeoutError(msg)
-        if type(exc).__name__ in ("APIConnectionError", "ServiceUnavailableError") or status in (
-            429, 503,
+        if causes & {"APIConnectionError", "ServiceUnavailableError", "ConnectError"} or (
+            status in (429, 503)
         ):
             return UpstreamUnavailableError(msg)
         if status is not None and 400 <= status < 500:
@@ -213,3 +228,13 @@ class LiteLLMBackend(Backend):
                 return ContextLengthError(msg, param="messages")
             return RequestError(msg)
         return UpstreamError(msg)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its causes/contexts (litellm wraps transport errors several times)."""
+    out: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in out:
+        out.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return out
