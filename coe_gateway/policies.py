@@ -210,6 +210,7 @@ POLICY_KINDS: Mapping[str, str] = MappingProxyType(
         "cheapest-above-target": "coe_gateway.policies:CheapestAboveTarget",
         "trade-off": "coe_gateway.policies:TradeOff",
         "budget-paced": "coe_gateway.policies:BudgetPaced",
+        "cascade": "coe_gateway.routers.cascade:Cascade",
     }
 )
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from coe_gateway.config import ExpertConfig, GatewayConfig, RouterSpec
 from coe_gateway.errors import (
+    BudgetExceededError,
     ContextLengthError,
     NoEligibleExpertError,
     UnknownModelError,
@@ -173,10 +174,12 @@ async def route(
                       for e in experts])
     order = policy.rank(q, c, costs, budget)
     ranking = [experts[i].name for i in order if experts[i].name in available]
+    if not ranking and not order:  # the budget state excluded every expert
+        raise BudgetExceededError(
+            "no eligible expert fits the budget for this request", limit="unknown",
+            estimated_cost_usd={e.name: float(costs[j]) for j, e in enumerate(experts)})
     if not ranking:
-        raise UpstreamUnavailableError(
-            "no eligible expert has a healthy replica right now" if order
-            else "no eligible expert fits the budget for this request")
+        raise UpstreamUnavailableError("no eligible expert has a healthy replica right now")
     return Decision(
         ranking=ranking, router=router_name, policy=policy.describe(),
         predicted={e.name: {"quality": round(float(q[j]), 4), "confidence": round(float(c[j]), 4)}

@@ -85,9 +85,12 @@ def gateway_config(upstream: str, port: int, router: str = "prior") -> dict[str,
 
 async def _measure(direct: str, gateway: str, rates: Sequence[float],
                    seconds: float) -> list[RateResult]:
+    from httpx_aiohttp import AiohttpTransport  # the lighter load generator
+
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
     out = []
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=30,
+                                 transport=AiohttpTransport(limits=limits)) as client:
         for url, model in ((direct, "fake"), (gateway, "auto")):  # warm up both paths
             await _open_loop(client, url, model, 50, 1.0)
         for rate in rates:

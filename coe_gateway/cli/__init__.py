@@ -18,6 +18,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "coe_gateway.cli.train",
     "coe_gateway.cli.eval",
     "coe_gateway.cli.profile",
+    "coe_gateway.cli.keys",
+    "coe_gateway.cli.bench_budget",
 )
 
 

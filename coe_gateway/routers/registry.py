@@ -17,6 +17,13 @@ from coe_gateway.routers.base import Router, read_saved
 ROUTER_KINDS: Mapping[str, str] = MappingProxyType(
     {
         "prior": "coe_gateway.routers.prior:PriorRouter",
+        "knn": "coe_gateway.routers.knn:KNNRouter",
+        "cluster": "coe_gateway.routers.cluster:ClusterRouter",
+        "coe": "coe_gateway.routers.coe:CoERouter",
+        "mlp": "coe_gateway.routers.mlp:MLPRouter",
+        "mf": "coe_gateway.routers.mf:MFRouter",
+        "irt": "coe_gateway.routers.irt:IRTRouter",
+        "profile": "coe_gateway.routers.profile:ProfileRouter",
     }
 )
 

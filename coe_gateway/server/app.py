@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from coe_gateway import __version__
 from coe_gateway.config import GatewayConfig
-from coe_gateway.server import errors
+from coe_gateway.server import errors, usage
 from coe_gateway.server.routes import api
 from coe_gateway.server.runtime import Runtime
 
@@ -33,4 +33,5 @@ def create_app(cfg: GatewayConfig, *, wait_ready: bool = False) -> FastAPI:
     app.state.runtime = runtime
     errors.install(app)
     app.include_router(api)
+    app.include_router(usage.router)
     return app

@@ -21,6 +21,9 @@ log = logging.getLogger("coe_gateway.server")
 
 
 def error_response(exc: GatewayError, headers: dict[str, str] | None = None) -> JSONResponse:
+    retry = exc.extra.get("retry_after_s")  # 402 / 429: when the limit resets
+    if retry is not None:
+        headers = {**(headers or {}), "retry-after": str(retry)}
     return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
 

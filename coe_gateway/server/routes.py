@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from coe_gateway.errors import GatewayError, RequestError
 from coe_gateway.gateway import Reply
 from coe_gateway.protocol import ChatCompletionRequest, ModelCard, ModelList
+from coe_gateway.server.auth import authenticate
 from coe_gateway.server.errors import error_response, validation_error
 from coe_gateway.server.runtime import Runtime
 
@@ -74,8 +75,9 @@ async def sse_stream(reply: Reply) -> AsyncIterator[bytes]:
 async def chat_completions(request: Request) -> Response:
     rt = runtime(request)
     try:
+        tenant = authenticate(request)
         body = await parse_chat_request(request, rt.cfg.server.max_request_bytes)
-        reply = await rt.gateway.chat(body)
+        reply = await rt.gateway.chat(body, tenant)
     except GatewayError as exc:
         rt.metrics.errors.labels(exc.error_type, str(exc.code)).inc()
         return error_response(exc)

@@ -16,6 +16,7 @@ from coe_gateway.metrics import GatewayMetrics
 from coe_gateway.policies import build_policy
 from coe_gateway.routing import RouterSet
 from coe_gateway.routing_log import RoutingLog
+from coe_gateway.tenancy import Tenancy
 from coe_gateway.workers.backends import Backend, HttpBackend, LiteLLMBackend
 from coe_gateway.workers.pool import Replica, WorkerPool
 from coe_gateway.workers.supervisor import Supervisor
@@ -53,8 +54,9 @@ class Runtime:
         self.routers = RouterSet(cfg.routing.routers, cfg.expert_names, cfg.routing.default_router)
         self.policy = build_policy(cfg.routing.policy.kind, cfg.routing.policy.params)
         self.routing_log = RoutingLog(cfg.routing.routing_log) if cfg.routing.routing_log else None
+        self.tenancy = Tenancy.from_config(cfg, self.metrics.registry)
         self.gateway = Gateway(cfg, self.pool, self.routers, self.policy, self.metrics,
-                               self.routing_log)
+                               self.routing_log, self.tenancy)
         self._health_task: asyncio.Task[None] | None = None
         self._ready_task: asyncio.Task[None] | None = None
 
@@ -106,3 +108,4 @@ class Runtime:
             await r.backend.aclose()
         if self.routing_log:
             self.routing_log.close()
+        await self.tenancy.close()

@@ -80,3 +80,12 @@ def run_process(argv: Sequence[str], health_url: str, timeout_s: float = 120.0,
 
 def python_argv(*args: str) -> list[str]:
     return [sys.executable, *args]
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process with this pid exists (zombies included)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

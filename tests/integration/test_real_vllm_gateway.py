@@ -21,7 +21,7 @@ import openai
 import pytest
 import yaml
 
-from coe_gateway.testing.servers import free_port, wait_http
+from coe_gateway.testing.servers import free_port, pid_alive, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -32,13 +32,6 @@ EXPERTS = ("smollm2-135m-instruct", "gemma-3-270m")
 def worker_pids(health: dict) -> dict[str, int]:
     return {e: reps[0]["pid"] for e, reps in health["experts"].items()}
 
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +59,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         log.close()
         if health:  # the fixture's own check that shutdown leaves no orphan
             time.sleep(2)
-            leftovers = [p for p in worker_pids(health).values() if alive(p)]
+            leftovers = [p for p in worker_pids(health).values() if pid_alive(p)]
             assert not leftovers, f"workers still running after shutdown: {leftovers}"
 
 

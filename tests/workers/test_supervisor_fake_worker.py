@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from coe_gateway.config import GatewayConfig
+from coe_gateway.testing.servers import pid_alive
 from coe_gateway.workers.supervisor import Supervisor, worker_argv, worker_env
 
 FAKE_PY = textwrap.dedent(
@@ -43,13 +44,6 @@ def config(tmp_path: Path, replicas: int = 2) -> GatewayConfig:
                     "health_interval_s": 0.2, "restart_backoff_s": 0.3, "base_port": 18100},
     })
 
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_worker_command_line_and_env(tmp_path: Path) -> None:
@@ -89,7 +83,7 @@ async def test_fake_worker_crash_is_restarted_and_stop_leaves_nothing(tmp_path: 
     finally:
         pids = [w.process.pid for w in sup.workers if w.process]
         await sup.stop()
-    assert not [p for p in pids if alive(p)]
+    assert not [p for p in pids if pid_alive(p)]
     assert all(w.replica.state == "stopped" for w in sup.workers)
 
 
@@ -113,12 +107,12 @@ def test_fake_worker_dies_with_a_killed_gateway(tmp_path: Path) -> None:
     owner = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         worker_pid = int(owner.stdout.readline())  # type: ignore[union-attr]
-        assert alive(worker_pid)
+        assert pid_alive(worker_pid)
         owner.kill()
         owner.wait()
         deadline = time.monotonic() + 20
-        while alive(worker_pid) and time.monotonic() < deadline:
+        while pid_alive(worker_pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not alive(worker_pid)
+        assert not pid_alive(worker_pid)
     finally:
         owner.kill()

@@ -1,0 +1,546 @@
+"""The spend ledger: what each tenant has spent and holds in reservations, per period.
+
+A request reserves its *estimated maximum* cost before it is dispatched and settles with the
+real token counts when it ends. The reserve is atomic: it succeeds only when, for every
+limited period (day, month), ``spent + reserved + amount <= limit``, so concurrent requests
+from any number of gateway replicas never spend more than a budget allows (as long as the
+estimate is an upper bound). A refused reserve raises
+:class:`~coe_gateway.errors.BudgetExceededError` (402) naming the period, its limit and when it
+resets. A per-minute request counter gives :class:`~coe_gateway.errors.RateLimitError` (429).
+
+Two implementations of the :class:`Ledger` protocol: :class:`InMemoryLedger` (one process) and
+:class:`RedisLedger` (Lua scripts, shared by every replica).
+:class:`FailoverLedger` wraps the Redis one with the configured fail mode.
+
+Money is kept in integer nano-dollars (1e-9 USD) so that sums are exact; the API speaks USD.
+Periods are calendar periods in UTC: a day starts at 00:00 UTC, a month on its first day.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, Protocol, TypeVar
+
+from coe_gateway.errors import BudgetExceededError, GatewayError, RateLimitError
+
+log = logging.getLogger(__name__)
+
+PeriodName = Literal["day", "month"]
+PERIODS: tuple[PeriodName, ...] = ("day", "month")
+NANO = 1_000_000_000
+
+
+class LedgerUnavailableError(GatewayError):
+    """The shared ledger (Redis) cannot be reached and budgets fail closed."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "budget_ledger_unavailable"
+
+
+def to_nano(usd: float, *, up: bool = False) -> int:
+    """USD -> integer nano-dollars (rounded up for reservations, to the nearest otherwise)."""
+    return int(math.ceil(usd * NANO - 1e-6)) if up else int(round(usd * NANO))
+
+
+def to_usd(nano: float) -> float:
+    return float(nano) / NANO
+
+
+# -- periods ----------------------------------------------------------------------------------
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def period_bounds(period: PeriodName, now: datetime) -> tuple[datetime, datetime]:
+    """Start and end (= reset time) of the calendar period containing ``now`` (UTC)."""
+    if now.tzinfo is not UTC:
+        now = now.astimezone(UTC)
+    if period == "day":
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start, start + timedelta(days=1)
+    if period == "month":
+        start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        end = (start.replace(year=start.year + 1, month=1) if start.month == 12
+               else start.replace(month=start.month + 1))
+        return start, end
+    raise ValueError(f"unknown period {period!r}; known: {list(PERIODS)}")
+
+
+def period_id(period: PeriodName, now: datetime) -> str:
+    """A stable name of the period containing ``now``: ``d2025-11-23``, ``m2025-11``."""
+    if now.tzinfo is not UTC:
+        now = now.astimezone(UTC)
+    if period == "day":
+        return f"d{now.year:04d}-{now.month:02d}-{now.day:02d}"
+    return f"m{now.year:04d}-{now.month:02d}"
+
+
+def period_elapsed(period: PeriodName, now: datetime) -> float:
+    """Fraction of the period already gone, 0..1."""
+    start, end = period_bounds(period, now)
+    return (now - start) / (end - start)
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PeriodUsage:
+    """One period of one tenant: limit (None = unlimited), spent, held in reservations."""
+
+    period: PeriodName
+    limit_usd: float | None
+    spent_usd: float
+    reserved_usd: float
+    start: datetime
+    resets_at: datetime
+
+    @property
+    def remaining_usd(self) -> float | None:
+        if self.limit_usd is None:
+            return None
+        return max(0.0, self.limit_usd - self.spent_usd - self.reserved_usd)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "period": self.period,
+            "limit_usd": self.limit_usd,
+            "spent_usd": round(self.spent_usd, 9),
+            "reserved_usd": round(self.reserved_usd, 9),
+            "remaining_usd": None if self.remaining_usd is None else round(self.remaining_usd, 9),
+            "start": self.start.isoformat(),
+            "resets_at": self.resets_at.isoformat(),
+        }
+
+
+@dataclass
+class Reservation:
+    """A held amount; settle (or release) it exactly once.
+
+    ``periods`` are the period ids it was made in (spend is booked there even when the
+    request ends after midnight); ``backend`` names the ledger that holds it.
+    """
+
+    tenant: str
+    id: str
+    amount_nano: int
+    periods: tuple[str, ...]
+    created_at: float
+    expires_at: float
+    backend: str = "memory"
+    settled: bool = field(default=False, compare=False)
+
+    @property
+    def amount_usd(self) -> float:
+        return to_usd(self.amount_nano)
+
+
+def new_reservation(tenant: str, amount_usd: float, now: datetime, ttl_s: float,
+                    backend: str) -> Reservation:
+    return Reservation(
+        tenant=tenant, id=uuid.uuid4().hex, amount_nano=to_nano(amount_usd, up=True),
+        periods=tuple(period_id(p, now) for p in PERIODS), created_at=now.timestamp(),
+        expires_at=now.timestamp() + ttl_s, backend=backend,
+    )
+
+
+Limits = Mapping[str, float | None]
+"""Per period name (``day``, ``month``) its limit in USD; a missing or None limit = unlimited."""
+
+
+def budget_error(tenant: str, period: PeriodName, limit_nano: int, spent: int, reserved: int,
+                 amount: int, now: datetime) -> BudgetExceededError:
+    """The 402 of a refused reserve, naming the limit and when it resets."""
+    _, reset = period_bounds(period, now)
+    return BudgetExceededError(
+        f"the {period} budget of tenant {tenant!r} (${to_usd(limit_nano):.6f}) does not cover "
+        f"this request (spent ${to_usd(spent):.6f}, held ${to_usd(reserved):.6f}, "
+        f"estimated ${to_usd(amount):.6f}); it resets at {reset.isoformat()}",
+        limit=period, limit_usd=to_usd(limit_nano), spent_usd=to_usd(spent),
+        reserved_usd=to_usd(reserved), requested_usd=to_usd(amount),
+        resets_at=reset.isoformat(), retry_after_s=int(math.ceil((reset - now).total_seconds())),
+    )
+
+
+def rate_error(tenant: str, per_minute: int, now: datetime) -> RateLimitError:
+    """The 429 of a refused request, naming the limit and when the window resets."""
+    reset = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return RateLimitError(
+        f"tenant {tenant!r} exceeded {per_minute} requests per minute; "
+        f"the window resets at {reset.isoformat()}",
+        limit="requests_per_minute", limit_value=per_minute, resets_at=reset.isoformat(),
+        retry_after_s=max(1, int(math.ceil((reset - now).total_seconds()))),
+    )
+
+
+# -- the protocol -----------------------------------------------------------------------------
+
+
+class Ledger(Protocol):
+    """Spend accounting per tenant and period."""
+
+    async def reserve(self, tenant: str, amount_usd: float, limits: Limits,
+                      now: datetime | None = None) -> Reservation:
+        """Hold ``amount_usd`` in every period, or raise BudgetExceededError (402)."""
+        ...
+
+    async def settle(self, reservation: Reservation, actual_usd: float) -> None:
+        """Release the hold and book ``actual_usd`` as spent (idempotent per reservation)."""
+        ...
+
+    async def usage(self, tenant: str, limits: Limits,
+                    now: datetime | None = None) -> list[PeriodUsage]:
+        """Spent and held per period (day, month), with their limits and reset times."""
+        ...
+
+    async def hit(self, tenant: str, per_minute: int, now: datetime | None = None) -> None:
+        """Count one request; raise RateLimitError (429) when over ``per_minute``."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def _usage(period: PeriodName, limits: Limits, spent: int, reserved: int,
+           now: datetime) -> PeriodUsage:
+    start, end = period_bounds(period, now)
+    return PeriodUsage(period, limits.get(period), to_usd(spent), to_usd(max(0, reserved)),
+                       start, end)
+
+
+def limit_nano(limits: Limits, period: PeriodName) -> int | None:
+    value = limits.get(period)
+    return None if value is None else to_nano(value)
+
+
+class InMemoryLedger:
+    """The ledger of one process (no Redis configured). Safe under asyncio: no method awaits
+    between its check and its update."""
+
+    backend = "memory"
+
+    def __init__(self, reservation_ttl_s: float = 900.0) -> None:
+        self.reservation_ttl_s = reservation_ttl_s
+        self._spent: dict[tuple[str, str], int] = {}
+        self._reserved: dict[tuple[str, str], int] = {}
+        self._holds: dict[str, Reservation] = {}
+        self._hits: dict[tuple[str, int], int] = {}
+
+    def _purge(self, now: float) -> None:
+        for rid in [r for r, res in self._holds.items() if res.expires_at <= now]:
+            self._release(self._holds.pop(rid))
+
+    def _release(self, res: Reservation) -> None:
+        for pid in res.periods:
+            key = (res.tenant, pid)
+            self._reserved[key] = self._reserved.get(key, 0) - res.amount_nano
+
+    async def reserve(self, tenant: str, amount_usd: float, limits: Limits,
+                      now: datetime | None = None) -> Reservation:
+        now = now or utcnow()
+        self._purge(now.timestamp())
+        res = new_reservation(tenant, amount_usd, now, self.reservation_ttl_s, self.backend)
+        for period, pid in zip(PERIODS, res.periods):
+            limit = limit_nano(limits, period)
+            spent = self._spent.get((tenant, pid), 0)
+            held = self._reserved.get((tenant, pid), 0)
+            if limit is not None and spent + held + res.amount_nano > limit:
+                raise budget_error(tenant, period, limit, spent, held, res.amount_nano, now)
+        for pid in res.periods:
+            self._reserved[(tenant, pid)] = self._reserved.get((tenant, pid), 0) + res.amount_nano
+        self._holds[res.id] = res
+        return res
+
+    async def settle(self, reservation: Reservation, actual_usd: float) -> None:
+        if reservation.settled:
+            return
+        reservation.settled = True
+        if self._holds.pop(reservation.id, None) is not None:
+            self._release(reservation)
+        actual = to_nano(max(0.0, actual_usd))
+        for pid in reservation.periods:
+            key = (reservation.tenant, pid)
+            self._spent[key] = self._spent.get(key, 0) + actual
+
+    async def usage(self, tenant: str, limits: Limits,
+                    now: datetime | None = None) -> list[PeriodUsage]:
+        now = now or utcnow()
+        self._purge(now.timestamp())
+        out = []
+        for period in PERIODS:
+            key = (tenant, period_id(period, now))
+            out.append(_usage(period, limits, self._spent.get(key, 0),
+                              self._reserved.get(key, 0), now))
+        return out
+
+    async def hit(self, tenant: str, per_minute: int, now: datetime | None = None) -> None:
+        now = now or utcnow()
+        minute = int(now.timestamp() // 60)
+        for key in [k for k in self._hits if k[1] < minute]:
+            del self._hits[key]
+        count = self._hits.get((tenant, minute), 0)
+        if count >= per_minute:
+            raise rate_error(tenant, per_minute, now)
+        self._hits[(tenant, minute)] = count + 1
+
+    async def close(self) -> None:
+        return None
+
+
+class FailoverLedger:
+    """The configured fail mode around a shared ledger.
+
+    When ``primary`` raises :class:`LedgerUnavailableError`: fail closed (default) re-raises it
+    (the request gets a 503 and nothing is spent); fail open admits the request and counts it
+    in ``fallback`` (this process only) until the primary answers again. Spend counted in the
+    fallback is not merged back into the shared ledger. ``fail_open`` may be a callable, read
+    at each failure (so a reloaded budget file takes effect).
+    """
+
+    def __init__(self, primary: Ledger, *, fail_open: bool | Callable[[], bool] = False,
+                 fallback: InMemoryLedger | None = None, warn_every_s: float = 30.0) -> None:
+        self.primary = primary
+        self.fail_open = fail_open
+        self.fallback = fallback or InMemoryLedger()
+        self._warn_every_s = warn_every_s
+        self._warned_at = -math.inf
+
+    def _degrade(self, exc: LedgerUnavailableError) -> None:
+        fail_open = self.fail_open() if callable(self.fail_open) else self.fail_open
+        if not fail_open:
+            raise exc
+        if time.monotonic() - self._warned_at > self._warn_every_s:
+            self._warned_at = time.monotonic()
+            log.warning("budget ledger unavailable, failing open (in-process counts): %s", exc)
+
+    async def reserve(self, tenant: str, amount_usd: float, limits: Limits,
+                      now: datetime | None = None) -> Reservation:
+        try:
+            return await self.primary.reserve(tenant, amount_usd, limits, now)
+        except LedgerUnavailableError as exc:
+            self._degrade(exc)
+        return await self.fallback.reserve(tenant, amount_usd, limits, now)
+
+    async def settle(self, reservation: Reservation, actual_usd: float) -> None:
+        if reservation.backend == self.fallback.backend:
+            await self.fallback.settle(reservation, actual_usd)
+            return
+        try:
+            await self.primary.settle(reservation, actual_usd)
+        except LedgerUnavailableError as exc:
+            # the hold expires by itself in Redis; the spend of this request is lost there
+            log.error("could not settle reservation %s of %r ($%.6f): %s", reservation.id,
+                      reservation.tenant, actual_usd, exc)
+
+    async def usage(self, tenant: str, limits: Limits,
+                    now: datetime | None = None) -> list[PeriodUsage]:
+        try:
+            return await self.primary.usage(tenant, limits, now)
+        except LedgerUnavailableError as exc:
+            self._degrade(exc)
+        return await self.fallback.usage(tenant, limits, now)
+
+    async def hit(self, tenant: str, per_minute: int, now: datetime | None = None) -> None:
+        try:
+            await self.primary.hit(tenant, per_minute, now)
+            return
+        except LedgerUnavailableError as exc:
+            self._degrade(exc)
+        await self.fallback.hit(tenant, per_minute, now)
+
+    async def close(self) -> None:
+        await self.primary.close()
+
+
+# -- Redis ------------------------------------------------------------------------------------
+
+# Every key of a tenant carries the hash tag {tenant}, so a tenant's keys share a cluster slot.
+# Period hashes  P = <prefix>{t}:p:<period id>  fields spent, reserved (nano-USD integers)
+# Holds          H = <prefix>{t}:holds          id -> "amount|periodkey,periodkey"
+# Hold expiries  Z = <prefix>{t}:holds:exp      id -> expiry (ms)
+# Rate counter       <prefix>{t}:rl:<minute>
+_RELEASE = """
+local function release(holds, exp, rid)
+  local v = redis.call('HGET', holds, rid)
+  redis.call('ZREM', exp, rid)
+  if not v then return 0 end
+  local sep = string.find(v, '|', 1, true)
+  local neg = '-' .. string.sub(v, 1, sep - 1)
+  for pkey in string.gmatch(string.sub(v, sep + 1), '[^,]+') do
+    redis.call('HINCRBY', pkey, 'reserved', neg)
+  end
+  redis.call('HDEL', holds, rid)
+  return 1
+end
+local function purge(holds, exp, now)
+  for _, rid in ipairs(redis.call('ZRANGEBYSCORE', exp, '-inf', now)) do
+    release(holds, exp, rid)
+  end
+end
+"""
+
+# KEYS: holds, exp, period keys...  ARGV: id, amount, now_ms, hold_exp_ms, then per period
+# key: limit (-1 = none), ttl (s). Returns {1} or {0, index of the period, spent, held}.
+_RESERVE = _RELEASE + """
+purge(KEYS[1], KEYS[2], ARGV[3])
+local amount = tonumber(ARGV[2])
+local n = #KEYS - 2
+for i = 1, n do
+  local limit = tonumber(ARGV[3 + 2 * i])
+  if limit >= 0 then
+    local row = redis.call('HMGET', KEYS[2 + i], 'spent', 'reserved')
+    local spent, held = tonumber(row[1] or '0'), tonumber(row[2] or '0')
+    if spent + held + amount > limit then return {0, i, spent, held} end
+  end
+end
+local pkeys = {}
+for i = 1, n do
+  redis.call('HINCRBY', KEYS[2 + i], 'reserved', ARGV[2])
+  redis.call('EXPIRE', KEYS[2 + i], ARGV[4 + 2 * i])
+  pkeys[i] = KEYS[2 + i]
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. table.concat(pkeys, ','))
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return {1}
+"""
+
+# KEYS: holds, exp, period keys of the reservation.  ARGV: id, actual, then ttl (s) per key.
+_SETTLE = _RELEASE + """
+local found = release(KEYS[1], KEYS[2], ARGV[1])
+for i = 3, #KEYS do
+  redis.call('HINCRBY', KEYS[i], 'spent', ARGV[2])
+  redis.call('EXPIRE', KEYS[i], ARGV[i])
+end
+return found
+"""
+
+# KEYS: holds, exp, period keys.  ARGV: now_ms.  Returns spent, held per period key.
+_USAGE = _RELEASE + """
+purge(KEYS[1], KEYS[2], ARGV[1])
+local out = {}
+for i = 3, #KEYS do
+  local row = redis.call('HMGET', KEYS[i], 'spent', 'reserved')
+  out[#out + 1] = tonumber(row[1] or '0')
+  out[#out + 1] = tonumber(row[2] or '0')
+end
+return out
+"""
+
+# KEYS: counter.  ARGV: limit, ttl_ms.  Returns {admitted 0/1, count}.
+_HIT = """
+local c = tonumber(redis.call('GET', KEYS[1]) or '0')
+if c >= tonumber(ARGV[1]) then return {0, c} end
+c = redis.call('INCR', KEYS[1])
+if c == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return {1, c}
+"""
+
+T = TypeVar("T")
+KEEP_AFTER_RESET_S = 35 * 86400  # period hashes stay readable this long after their reset
+
+
+class RedisLedger:
+    """The ledger shared by every gateway replica: atomic Lua scripts on one Redis.
+
+    ``redis``: a ``redis.asyncio.Redis`` client (``decode_responses`` either way). Any
+    connection failure becomes :class:`LedgerUnavailableError`; wrap in
+    :class:`FailoverLedger` for the configured fail mode.
+    """
+
+    backend = "redis"
+
+    def __init__(self, redis: Any, *, prefix: str = "coe:", reservation_ttl_s: float = 900.0
+                 ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.reservation_ttl_s = reservation_ttl_s
+        self._reserve = redis.register_script(_RESERVE)
+        self._settle = redis.register_script(_SETTLE)
+        self._usage = redis.register_script(_USAGE)
+        self._hit = redis.register_script(_HIT)
+
+    @classmethod
+    def from_url(cls, url: str, **kwargs: Any) -> RedisLedger:
+        import redis.asyncio as aioredis
+
+        client = aioredis.from_url(url, socket_connect_timeout=0.5, socket_timeout=2.0,
+                                   health_check_interval=30)
+        return cls(client, **kwargs)
+
+    def _tkey(self, tenant: str, suffix: str) -> str:
+        return f"{self.prefix}{{{tenant}}}:{suffix}"
+
+    def _pkey(self, tenant: str, pid: str) -> str:
+        return self._tkey(tenant, f"p:{pid}")
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        from redis.exceptions import ConnectionError as RConnectionError
+        from redis.exceptions import TimeoutError as RTimeoutError
+
+        try:
+            return await fn()
+        except (RConnectionError, RTimeoutError, OSError) as exc:
+            raise LedgerUnavailableError(f"budget ledger (Redis) unavailable: {exc}") from exc
+
+    async def reserve(self, tenant: str, amount_usd: float, limits: Limits,
+                      now: datetime | None = None) -> Reservation:
+        now = now or utcnow()
+        res = new_reservation(tenant, amount_usd, now, self.reservation_ttl_s, self.backend)
+        keys = [self._tkey(tenant, "holds"), self._tkey(tenant, "holds:exp")]
+        args: list[Any] = [res.id, res.amount_nano, int(now.timestamp() * 1000),
+                           int(res.expires_at * 1000)]
+        for period, pid in zip(PERIODS, res.periods):
+            keys.append(self._pkey(tenant, pid))
+            limit = limit_nano(limits, period)
+            args += [-1 if limit is None else limit, self._ttl(period, now)]
+        out = await self._call(lambda: self._reserve(keys=keys, args=args))
+        if int(out[0]) == 1:
+            return res
+        period = PERIODS[int(out[1]) - 1]
+        raise budget_error(tenant, period, limit_nano(limits, period) or 0, int(out[2]),
+                           int(out[3]), res.amount_nano, now)
+
+    @staticmethod
+    def _ttl(period: PeriodName, now: datetime) -> int:
+        """Seconds a period hash lives: to its reset, then KEEP_AFTER_RESET_S more."""
+        return int((period_bounds(period, now)[1] - now).total_seconds()) + KEEP_AFTER_RESET_S
+
+    async def settle(self, reservation: Reservation, actual_usd: float) -> None:
+        if reservation.settled:
+            return
+        tenant = reservation.tenant
+        keys = [self._tkey(tenant, "holds"), self._tkey(tenant, "holds:exp")]
+        keys += [self._pkey(tenant, pid) for pid in reservation.periods]
+        made = datetime.fromtimestamp(reservation.created_at, UTC)
+        args: list[Any] = [reservation.id, to_nano(max(0.0, actual_usd))]
+        args += [self._ttl(p, made) for p in PERIODS]
+        await self._call(lambda: self._settle(keys=keys, args=args))
+        reservation.settled = True
+
+    async def usage(self, tenant: str, limits: Limits,
+                    now: datetime | None = None) -> list[PeriodUsage]:
+        now = now or utcnow()
+        keys = [self._tkey(tenant, "holds"), self._tkey(tenant, "holds:exp")]
+        keys += [self._pkey(tenant, period_id(p, now)) for p in PERIODS]
+        out = await self._call(lambda: self._usage(keys=keys,
+                                                   args=[int(now.timestamp() * 1000)]))
+        return [_usage(p, limits, int(out[2 * i]), int(out[2 * i + 1]), now)
+                for i, p in enumerate(PERIODS)]
+
+    async def hit(self, tenant: str, per_minute: int, now: datetime | None = None) -> None:
+        now = now or utcnow()
+        key = self._tkey(tenant, f"rl:{int(now.timestamp() // 60)}")
+        out = await self._call(lambda: self._hit(keys=[key], args=[per_minute, 120_000]))
+        if int(out[0]) == 0:
+            raise rate_error(tenant, per_minute, now)
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,177 @@
+"""The spend ledger: in-process and on the real Redis (127.0.0.1:6379)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis.asyncio as aioredis
+
+from coe_gateway.errors import BudgetExceededError, RateLimitError
+from coe_gateway.ledger import (
+    FailoverLedger,
+    InMemoryLedger,
+    Ledger,
+    LedgerUnavailableError,
+    RedisLedger,
+    period_bounds,
+    period_elapsed,
+    period_id,
+)
+
+NOW = datetime(2025, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def ledger(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Ledger]:
+    if request.param == "memory":
+        yield InMemoryLedger(reservation_ttl_s=60)
+        return
+    prefix = request.getfixturevalue("redis_prefix")
+    led = RedisLedger(aioredis.from_url(redis_url), prefix=prefix, reservation_ttl_s=60)
+    yield led
+    await led.close()
+
+
+def test_periods_are_utc_calendar_periods() -> None:
+    start, end = period_bounds("month", datetime(2025, 12, 31, 23, 59, tzinfo=UTC))
+    assert (start, end) == (datetime(2025, 12, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+    assert period_bounds("day", NOW)[1] == datetime(2025, 11, 24, tzinfo=UTC)
+    assert period_id("day", NOW) == "d2025-11-23" and period_id("month", NOW) == "m2025-11"
+    assert period_elapsed("day", NOW) == pytest.approx(0.5)
+
+
+async def test_reserve_settle_usage(ledger: Ledger) -> None:
+    limits = {"day": 1.0, "month": 10.0}
+    res = await ledger.reserve("acme", 0.4, limits, NOW)
+    day, month = await ledger.usage("acme", limits, NOW)
+    assert (day.reserved_usd, day.spent_usd, day.remaining_usd) == (0.4, 0.0, pytest.approx(0.6))
+    assert month.reserved_usd == 0.4
+    await ledger.settle(res, 0.1)
+    await ledger.settle(res, 0.1)  # a second settle does nothing
+    day, month = await ledger.usage("acme", limits, NOW)
+    assert (day.reserved_usd, day.spent_usd) == (0.0, pytest.approx(0.1))
+    assert month.spent_usd == pytest.approx(0.1)
+    assert day.resets_at == datetime(2025, 11, 24, tzinfo=UTC)
+    other = await ledger.usage("other", limits, NOW)
+    assert other[0].spent_usd == 0.0
+
+
+async def test_refusal_names_the_limit_and_reset(ledger: Ledger) -> None:
+    limits = {"day": 1.0, "month": 1.5}
+    await ledger.settle(await ledger.reserve("acme", 0.9, limits, NOW), 0.9)
+    with pytest.raises(BudgetExceededError) as info:
+        await ledger.reserve("acme", 0.2, limits, NOW)
+    err = info.value.to_body()["error"]
+    assert info.value.status_code == 402
+    assert err["limit"] == "day" and err["limit_usd"] == 1.0
+    assert err["resets_at"] == "2025-11-24T00:00:00+00:00"
+    assert err["spent_usd"] == pytest.approx(0.9) and err["retry_after_s"] == 12 * 3600
+    # the next day the day budget is fresh but the month one still binds
+    tomorrow = NOW + timedelta(days=1)
+    await ledger.settle(await ledger.reserve("acme", 0.5, limits, tomorrow), 0.5)
+    with pytest.raises(BudgetExceededError) as info:
+        await ledger.reserve("acme", 0.2, limits, tomorrow)
+    assert info.value.extra["limit"] == "month"
+    assert info.value.extra["resets_at"] == "2025-12-01T00:00:00+00:00"
+
+
+async def test_unlimited_tenant_is_still_counted(ledger: Ledger) -> None:
+    res = await ledger.reserve("free", 123.0, {}, NOW)
+    await ledger.settle(res, 100.0)
+    day, month = await ledger.usage("free", {}, NOW)
+    assert day.limit_usd is None and day.remaining_usd is None
+    assert month.spent_usd == pytest.approx(100.0)
+
+
+async def test_expired_holds_are_released(ledger: Ledger) -> None:
+    limits = {"day": 1.0}
+    await ledger.reserve("acme", 0.8, limits, NOW)  # never settled: its replica died
+    with pytest.raises(BudgetExceededError):
+        await ledger.reserve("acme", 0.8, limits, NOW + timedelta(seconds=30))
+    later = NOW + timedelta(seconds=61)
+    assert (await ledger.usage("acme", limits, later))[0].reserved_usd == 0.0
+    await ledger.reserve("acme", 0.8, limits, later)
+
+
+async def test_spend_is_booked_in_the_period_of_the_reservation(ledger: Ledger) -> None:
+    limits = {"day": 1.0}
+    evening = datetime(2025, 11, 23, 23, 59, 50, tzinfo=UTC)
+    res = await ledger.reserve("acme", 0.5, limits, evening)
+    await ledger.settle(res, 0.3)
+    assert (await ledger.usage("acme", limits, evening))[0].spent_usd == pytest.approx(0.3)
+    nextday = evening + timedelta(seconds=20)
+    assert (await ledger.usage("acme", limits, nextday))[0].spent_usd == 0.0
+
+
+async def test_concurrent_reserves_never_pass_the_budget(ledger: Ledger) -> None:
+    limits = {"month": 1.0}
+
+    async def one() -> bool:
+        try:
+            res = await ledger.reserve("acme", 0.1, limits, NOW)
+        except BudgetExceededError:
+            return False
+        await asyncio.sleep(0.01)
+        await ledger.settle(res, 0.1)
+        return True
+
+    admitted = await asyncio.gather(*(one() for _ in range(100)))
+    assert sum(admitted) == 10
+    assert (await ledger.usage("acme", limits, NOW))[1].spent_usd == pytest.approx(1.0)
+
+
+async def test_rate_limit(ledger: Ledger) -> None:
+    for _ in range(3):
+        await ledger.hit("acme", 3, NOW)
+    with pytest.raises(RateLimitError) as info:
+        await ledger.hit("acme", 3, NOW + timedelta(seconds=5))
+    assert info.value.status_code == 429
+    assert info.value.extra["limit"] == "requests_per_minute"
+    assert info.value.extra["resets_at"] == "2025-11-23T12:01:00+00:00"
+    await ledger.hit("acme", 3, NOW + timedelta(minutes=1))
+
+
+async def test_two_replicas_share_one_redis_budget(redis_url: str, redis_prefix: str) -> None:
+    replicas = [RedisLedger(aioredis.from_url(redis_url), prefix=redis_prefix)
+                for _ in range(2)]
+    limits = {"day": 0.5}
+    results = await asyncio.gather(
+        *(replicas[i % 2].reserve("acme", 0.1, limits, NOW) for i in range(20)),
+        return_exceptions=True)
+    assert sum(not isinstance(r, BaseException) for r in results) == 5
+    assert all(isinstance(r, BudgetExceededError) for r in results if isinstance(r, BaseException))
+    for led in replicas:
+        await led.close()
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_redis_down_fails_closed_by_default() -> None:
+    dead = RedisLedger.from_url(f"redis://127.0.0.1:{_dead_port()}/0")
+    closed = FailoverLedger(dead)
+    with pytest.raises(LedgerUnavailableError) as info:
+        await closed.reserve("acme", 0.1, {"day": 1.0}, NOW)
+    assert info.value.status_code == 503
+    with pytest.raises(LedgerUnavailableError):
+        await closed.usage("acme", {}, NOW)
+    await dead.close()
+
+
+async def test_redis_down_fail_open_counts_in_process() -> None:
+    dead = RedisLedger.from_url(f"redis://127.0.0.1:{_dead_port()}/0")
+    opened = FailoverLedger(dead, fail_open=True)
+    res = await opened.reserve("acme", 0.6, {"day": 1.0}, NOW)
+    assert res.backend == "memory"
+    await opened.settle(res, 0.6)
+    with pytest.raises(BudgetExceededError):
+        await opened.reserve("acme", 0.6, {"day": 1.0}, NOW)
+    assert (await opened.usage("acme", {"day": 1.0}, NOW))[0].spent_usd == pytest.approx(0.6)
+    await dead.close()
