@@ -104,6 +104,7 @@ def bench(
     batch: Annotated[int, typer.Option(help="batch size for throughput")] = 64,
     tokens: Annotated[int, typer.Option(help="tokens of the single query")] = 64,
     minilm: Annotated[bool, typer.Option(help="also time kNN on MiniLM")] = True,
+    blas_threads: Annotated[int, typer.Option(help="BLAS threads")] = 1,
 ) -> None:
     """Decision latency (embedding + router + policy) and batched throughput; prints a table."""
     import os
@@ -114,7 +115,7 @@ def bench(
     from coe_gateway.routers.bench import run_bench
 
     rows = run_bench([str(p) for p in router_dir or []], str(data), queries, batch, tokens,
-                     minilm)
+                     minilm, blas_threads)
     load = os.getloadavg()[0]
     table = Table(title=f"routing decision latency ({os.cpu_count()} cores, load {load:.2f})")
     for col in ("router", "encoder", "p50 ms", "p99 ms", "batch q/s"):

@@ -3,7 +3,8 @@ query of a fixed token length, and batched throughput. Figures are printed, neve
 
 Without saved routers, small routers of every trainable kind are fitted on the first records
 of the data (static encoder), plus a kNN on MiniLM to show what the transformer encoder
-costs. The embedding disk cache is switched off so every query is really embedded.
+costs (torch on one thread: two threads fight the other processes on a 2-core machine). The
+embedding disk cache is switched off so every query is really embedded.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def time_router(router: Router, texts: Sequence[str], n: int, batch: int) -> dic
     for start in range(0, len(queries), batch):
         part = queries[start:start + batch]
         pred = router.predict(part)
-        policy.choose_batch(pred.quality, pred.confidence, np.broadcast_to(costs, pred.quality.shape))
+        policy.choose_batch(pred.quality, pred.confidence,
+                            np.broadcast_to(costs, pred.quality.shape))
         done += len(part)
     ms = np.array(lat) * 1e3
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
@@ -71,7 +73,7 @@ def default_routers(data: str, minilm: bool) -> list[tuple[str, Router]]:
     out = [(kind, router_class(kind).fit(small, **static)) for kind in DEFAULT_KINDS]
     if minilm:
         tiny = records.subset(np.arange(min(MINILM_FIT_RECORDS, len(records))))
-        out.append(("knn", router_class("knn").fit(tiny, encoder={"threads": 2})))
+        out.append(("knn", router_class("knn").fit(tiny, encoder={"threads": 1})))
     return out
 
 
@@ -82,8 +84,18 @@ def encoder_name(router: Router) -> str:
 
 
 def run_bench(router_dirs: Sequence[str], data: str, n: int, batch: int, tokens: int,
-              minilm: bool) -> list[dict[str, Any]]:
-    """One row per router: name, encoder, p50_ms, p99_ms, batch_qps."""
+              minilm: bool, blas_threads: int = 1) -> list[dict[str, Any]]:
+    """One row per router: name, encoder, p50_ms, p99_ms, batch_qps. BLAS runs on
+    ``blas_threads`` threads: for routing's small matrices on a 2-core machine shared with
+    vLLM workers, one thread is faster than two fighting for the cores."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=blas_threads):
+        return _run(router_dirs, data, n, batch, tokens, minilm)
+
+
+def _run(router_dirs: Sequence[str], data: str, n: int, batch: int, tokens: int,
+         minilm: bool) -> list[dict[str, Any]]:
     from coe_gateway.eval.datasets import load_records
     from coe_gateway.routers.registry import load_router
 

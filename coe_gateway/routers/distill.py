@@ -8,11 +8,6 @@ roughly by frequency). At query time the text's token vectors are averaged
 (:class:`coe_gateway.routers.embedding.StaticEncoder`): no transformer runs, so one query
 takes microseconds instead of tens of milliseconds.
 
-Optionally (``fit_texts`` with their ``fit_vectors``, the source model's sentence embeddings
-projected into the table's space), the table is then fitted by least squares so that
-mean-pooled token vectors reproduce those sentence embeddings on that corpus (as
-``tokenlearn`` does), which recovers much of the model's sentence-level quality.
-
 Output directory: ``table.safetensors`` (``table``: (V, dim) float16), ``tokenizer.json``
 (the source's tokenizer), ``encoder.json`` (source, dim, method, checksum). Built from the
 local model only, never downloaded.
@@ -33,9 +28,10 @@ import numpy as np
 Progress = Callable[[int, int], None]
 
 
-def _token_outputs(source: Path, batch: int, progress: Progress | None) -> tuple[np.ndarray,
-                                                                                 Any]:
-    """(V, H) mean-pooled output of each vocabulary token alone, and the tokenizer."""
+def _token_outputs(source: Path, batch: int, progress: Progress | None,
+                   only_texts: Sequence[str] | None) -> tuple[np.ndarray, Any]:
+    """(V, H) mean-pooled output of each vocabulary token alone (only the tokens of
+    ``only_texts`` when given; the other rows stay zero), and the tokenizer."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from tokenizers import Tokenizer
@@ -46,15 +42,18 @@ def _token_outputs(source: Path, batch: int, progress: Progress | None) -> tuple
     vocab = tok.get_vocab_size()
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     out = np.zeros((vocab, model.config.hidden_size), dtype=np.float32)  # (V, H)
+    todo = np.arange(vocab)
+    if only_texts is not None:
+        todo = np.unique([i for e in tok.encode_batch(list(only_texts)) for i in e.ids])
     with torch.inference_mode():
-        for start in range(0, vocab, batch):
-            ids = torch.arange(start, min(start + batch, vocab))  # (b,)
+        for start in range(0, len(todo), batch):
+            ids = torch.from_numpy(todo[start:start + batch])  # (b,)
             inp = torch.stack([torch.full_like(ids, cls_id), ids, torch.full_like(ids, sep_id)],
                               dim=1)  # (b, 3)
             hidden = model(input_ids=inp, attention_mask=torch.ones_like(inp)).last_hidden_state
-            out[start:start + len(ids)] = hidden.mean(dim=1).numpy()  # (b, H)
+            out[ids.numpy()] = hidden.mean(dim=1).numpy()  # (b, H)
             if progress is not None:
-                progress(min(start + batch, vocab), vocab)
+                progress(min(start + batch, len(todo)), len(todo))
     return out, tok
 
 
@@ -84,41 +83,19 @@ def zipf_weights(vocab: int, first_word: int) -> np.ndarray:
     return (w / w.max()).astype(np.float32)
 
 
-def fit_table(
-    table: np.ndarray, token_ids: Sequence[Sequence[int]], targets: np.ndarray,
-    ridge: float = 1.0, rounds: int = 1,
-) -> np.ndarray:
-    """Refit rows of ``table`` (V, D) so that the mean of a text's rows approaches its target
-    (N, D) (unit sentence embeddings in table space): least squares, ridge towards the
-    distilled rows, solved by a few rounds of per-token averaging of residuals."""
-    t = table.copy()
-    for _ in range(rounds):
-        num = np.zeros_like(t)
-        den = np.zeros(len(t), dtype=np.float32)
-        for ids, y in zip(token_ids, targets):
-            if not len(ids):
-                continue
-            pooled = t[ids].mean(axis=0)
-            scale = np.linalg.norm(pooled) + 1e-9
-            resid = y * scale - pooled  # what the mean lacks, at the pooled vector's scale
-            np.add.at(num, ids, resid)
-            np.add.at(den, ids, 1.0)
-        t += num / (den[:, None] + ridge)
-    return t
-
-
 def build_static_encoder(
     out_dir: str | Path, source: str | Path | None = None, dim: int = 256, batch: int = 512,
-    progress: Progress | None = None,
+    progress: Progress | None = None, only_texts: Sequence[str] | None = None,
 ) -> Path:
-    """Distil ``source`` (default: the shipped MiniLM) into a static table in ``out_dir``."""
+    """Distil ``source`` (default: the shipped MiniLM) into a static table in ``out_dir``.
+    ``only_texts`` restricts the table to the tokens of those texts (tests: seconds)."""
     from safetensors.numpy import save_file
 
     from coe_gateway.routers.embedding import minilm_path
 
     src = Path(source) if source else minilm_path()
-    outputs, tok = _token_outputs(src, batch, progress)
-    dead = _dead_tokens(tok)
+    outputs, tok = _token_outputs(src, batch, progress, only_texts)
+    dead = _dead_tokens(tok) | ~outputs.any(axis=1)
     mean, comp = pca(outputs[~dead], min(dim, outputs.shape[1]))
     table = (outputs - mean) @ comp.T  # (V, dim)
     first_word = int(tok.token_to_id("the") or 0)

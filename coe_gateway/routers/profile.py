@@ -37,6 +37,7 @@ from coe_gateway.records import RecordSet
 from coe_gateway.routers.base import Prediction, Query, Router
 from coe_gateway.routers.cluster import kmeans
 from coe_gateway.routers.common import confidence, expert_columns, score_matrix
+from coe_gateway.routers.facts import estimated_costs, load_facts
 from coe_gateway.routers.irt import fit_logistic
 from coe_gateway.routers.neural import sigmoid
 from coe_gateway.routers.querymodel import QueryFeatures, QueryModel
@@ -106,13 +107,20 @@ class ProfileRouter(Router):
 
     def profile_of(self, model: str, records: RecordSet, source: Mapping[str, Any] | None = None,
                    features: QueryFeatures | None = None,
-                   costs: np.ndarray | None = None) -> Profile:
-        """``model``'s profile from its results in ``records`` (in this router's frame)."""
+                   facts: Mapping[str, Mapping[str, Any]] | None = None) -> Profile:
+        """``model``'s profile from its results in ``records`` (in this router's frame);
+        with ``facts`` (models.json), its estimated costs and parameters too."""
         f = features if features is not None else self.query_model.features(records.queries())
         cluster, band = self.locate(f)
+        costs, known = None, {}
+        if facts is not None:
+            est = estimated_costs(records, records.models, facts)  # output tokens: as eval
+            costs = None if est is None else est[:, records.models.index(model)]
+            known = {k: v for k, v in facts.get(model, {}).items()
+                     if k in ("active_params_b", "price_usd_per_mtok")}
         return build_profile(model, self.frame, score_matrix(records, [model])[:, 0],
                              records.ids, records.categories, cluster, band,
-                             self.band_edges.tolist(), len(self.centroids), costs, source)
+                             self.band_edges.tolist(), len(self.centroids), costs, source, known)
 
     def with_profile(self, profile: Profile) -> ProfileRouter:
         """A copy that also routes to ``profile.model`` (replacing an expert of that name)."""
@@ -163,13 +171,15 @@ class ProfileRouter(Router):
             **options: Any) -> ProfileRouter:
         """Frame, training profiles, then the shared scorer. Options: ``clusters`` (K, 32),
         ``bands`` (B, 5), ``kappa``, ``profile_fractions`` (default [0.05, 0.1, 0.25, 0.5]),
-        ``draws`` (profiles per model, 2), ``c`` (scorer's inverse L2), and the query
-        model's options (``encoder``, ``label_files``, ...)."""
+        ``draws`` (profiles per model, 2), ``c`` (scorer's inverse L2), ``models_json``
+        (costs and parameters in the profiles), and the query model's options
+        (``encoder``, ``label_files``, ...)."""
         opts = dict(options)
         k, b = int(opts.pop("clusters", 32)), int(opts.pop("bands", 5))
         kappa, c = float(opts.pop("kappa", 5.0)), float(opts.pop("c", 1.0))
         fractions = [float(x) for x in opts.pop("profile_fractions", [0.05, 0.1, 0.25, 0.5])]
         draws, seed = int(opts.pop("draws", 2)), int(opts.get("seed", 0))
+        facts = load_facts(opts.pop("models_json", None))
         names = expert_columns(train, experts)
         scores = score_matrix(train, names)
         qm, feats = QueryModel.fit(train, scores, opts)
@@ -183,7 +193,7 @@ class ProfileRouter(Router):
         router.scorer = router._train_scorer(train, names, scores, feats, fractions, draws, c,
                                              seed)
         full = [router.profile_of(m, train, {"n_records": len(train), "fraction": 1.0},
-                                  feats) for m in names]
+                                  feats, facts) for m in names]
         router.prof = profile_arrays(full, qm.labels, len(centroids), b)
         router.sources = {p.model: p.source for p in full}
         return router
