@@ -25,3 +25,9 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 .venv/bin/coe-gateway models prepare >/dev/null
+# the static (model2vec-style) encoder the shipped routers use, distilled once from the
+# shipped MiniLM (about a minute; never downloaded)
+if ! $VPY -c "from coe_gateway.routers.embedding import EncoderSpec as S; import sys; \
+sys.exit(0 if any(S(kind='static', dim=256).static_dir.glob('*.safetensors')) else 1)"; then
+  .venv/bin/coe-gateway train encoder >/dev/null
+fi

@@ -116,15 +116,20 @@ def read_profile(path: str | Path) -> Profile:
     return Profile.from_dict(data, str(p))
 
 
+def _mean(values: np.ndarray | None, sel: np.ndarray) -> float | None:
+    if values is None or not len(sel) or not np.isfinite(values[sel]).any():
+        return None
+    return float(f"{np.nanmean(values[sel]):.4g}")
+
+
 def _group(mask: np.ndarray, scores: np.ndarray, ids: Sequence[str],
-           costs: np.ndarray | None, extra: dict[str, Any] | None = None) -> Group:
+           costs: np.ndarray | None, latency: np.ndarray | None,
+           extra: dict[str, Any] | None = None) -> Group:
     sel = np.flatnonzero(mask & np.isfinite(scores))
-    cost = None
-    if costs is not None and len(sel) and np.isfinite(costs[sel]).any():
-        cost = float(f"{np.nanmean(costs[sel]):.4g}")
     quality = round(float(scores[sel].mean()), 4) if len(sel) else 0.0
-    return Group(quality=quality, n=int(len(sel)), cost_usd=cost,
-                 query_ids=[ids[i] for i in sel[:MAX_IDS]], **(extra or {}))
+    return Group(quality=quality, n=int(len(sel)), cost_usd=_mean(costs, sel),
+                 latency_s=_mean(latency, sel), query_ids=[ids[i] for i in sel[:MAX_IDS]],
+                 **(extra or {}))
 
 
 def build_profile(
@@ -132,13 +137,16 @@ def build_profile(
     categories: Sequence[str | None], cluster: np.ndarray, band: np.ndarray,
     band_edges: Sequence[float], n_clusters: int, costs: np.ndarray | None = None,
     source: Mapping[str, Any] | None = None, facts: Mapping[str, Any] | None = None,
+    latency: np.ndarray | None = None,
 ) -> Profile:
     """A profile from one model's results: scores (N,) (NaN = none), the records' ids,
     categories, cluster index (N,) and difficulty band index (N,) in the frame; band b spans
-    ``band_edges[b]..band_edges[b + 1]`` of predicted difficulty."""
+    ``band_edges[b]..band_edges[b + 1]`` of predicted difficulty; costs and latency (N,)
+    where known (NaN = unknown)."""
     cats = np.array([c or "" for c in categories])
     everything = np.ones(len(scores), dtype=bool)
-    by_cat = {str(c): _group(cats == c, scores, ids, costs) for c in sorted(set(cats) - {""})}
+    by_cat = {str(c): _group(cats == c, scores, ids, costs, latency)
+              for c in sorted(set(cats) - {""})}
     clusters = []
     for k in range(n_clusters):
         members = cluster == k
@@ -146,10 +154,10 @@ def build_profile(
         if members.any() and (cats[members] != "").any():
             values, counts = np.unique(cats[members][cats[members] != ""], return_counts=True)
             top = str(values[counts.argmax()])
-        clusters.append(_group(members, scores, ids, costs, {"top_category": top}))
+        clusters.append(_group(members, scores, ids, costs, latency, {"top_category": top}))
     edges = list(band_edges)
-    bands = [_group(band == b, scores, ids, costs,
+    bands = [_group(band == b, scores, ids, costs, latency,
                     {"low": round(float(lo), 4), "high": round(float(hi), 4)})
              for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
-    return Profile(model, frame, _group(everything, scores, ids, costs), by_cat, clusters, bands,
-                   dict(source or {}), dict(facts or {}))
+    return Profile(model, frame, _group(everything, scores, ids, costs, latency), by_cat,
+                   clusters, bands, dict(source or {}), dict(facts or {}))

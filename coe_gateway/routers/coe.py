@@ -16,7 +16,8 @@ table's ``min_confidence`` the general expert takes the pick's place. ``mode: so
 table; quality is sum_c p(c | query) * quality[c, e] for every expert (the policy decides).
 
 Confidence: the classifier's probability of the category used (1 for a trusted label),
-scaled by the evidence behind that category's quality.
+scaled by the evidence behind that category's quality; for the general-expert fallback, the
+evidence of all categories.
 
 Saved arrays: ``coef`` (C, D), ``intercept`` (C,), ``cat_quality`` (C, E), ``cat_counts``
 (C, E); config: ``labels`` (C names), ``table``, ``mode``, ``trust_query_category``.
@@ -179,18 +180,19 @@ class CoERouter(EmbeddingRouter):
         top = probs.argmax(axis=1)  # (B,)
         sure = probs[np.arange(len(top)), top]  # (B,)
         q = self.cat_quality[top].copy()  # (B, E)
+        evidence = self.cat_counts[top].copy()  # (B, E)
         overall = column_means(self.cat_quality)
         for b, c in enumerate(top):
             label = self.labels[c]
             if sure[b] >= self.table.min_confidence and label in self.table.categories:
                 pick = self.experts.index(self.table.expert_for(label))
-            else:
+            else:  # the general expert, judged on everything seen
                 pick = self.experts.index(self.table.general_expert)
-                q[b] = overall
+                q[b], evidence[b], sure[b] = overall, self.cat_counts.sum(axis=0), 1.0
             q[b] = np.minimum(q[b], q[b, pick] - MARGIN)
             q[b, pick] += MARGIN
         q = np.clip(q, 0.0, 1.0)
-        conf = confidence(q, self.cat_counts[top], self.kappa) * sure[:, None]
+        conf = confidence(q, evidence, self.kappa) * sure[:, None]
         return Prediction(self.experts, q, conf)
 
     def config(self) -> dict[str, Any]:

@@ -175,7 +175,8 @@ def build_table(
     budget: Budget | None = None, cost_weight: float = 0.0, min_confidence: float = 0.5,
     general_expert: str | None = None,
 ) -> CategoryTable:
-    """The table for ``categories`` (rows of quality/cost, counts = queries per category)."""
+    """The table for ``categories`` (rows of quality/cost, counts = queries per category);
+    a category without results is left out, so the general expert answers it."""
     pick = choose_experts(quality, counts, cost, params, budget, cost_weight)
     if general_expert is None:
         overall = (counts @ quality) / max(float(counts.sum()), 1e-9)  # (E,)
@@ -183,6 +184,8 @@ def build_table(
         general_expert = experts[max(used, key=lambda e: overall[e])]
     entries = {}
     for c, name in enumerate(categories):
+        if counts[c] <= 0:
+            continue  # no results in this category: the general expert answers it
         e = int(pick[c])
         entry: dict[str, Any] = {"expert": experts[e], "quality": round(float(quality[c, e]), 4),
                                  "queries": int(counts[c])}

@@ -50,6 +50,15 @@ def logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
+def recorded_latency(records: RecordSet, model: str) -> np.ndarray | None:
+    """(N,) seconds per answer from ``meta.latency_s[model]`` where recorded, else None."""
+    values = [(m.get("latency_s") or {}).get(model) if isinstance(m, dict) else None
+              for m in (records.meta or [])]
+    if not any(isinstance(v, (int, float)) for v in values):
+        return None
+    return np.array([float(v) if isinstance(v, (int, float)) else np.nan for v in values])
+
+
 def profile_arrays(profiles: Sequence[Profile], labels: Sequence[str], k: int,
                    b: int) -> dict[str, np.ndarray]:
     """Per-expert sums and counts: ``prof.all`` (E, 2), ``prof.cat_*`` (E, C),
@@ -120,7 +129,8 @@ class ProfileRouter(Router):
                      if k in ("active_params_b", "price_usd_per_mtok")}
         return build_profile(model, self.frame, score_matrix(records, [model])[:, 0],
                              records.ids, records.categories, cluster, band,
-                             self.band_edges.tolist(), len(self.centroids), costs, source, known)
+                             self.band_edges.tolist(), len(self.centroids), costs, source, known,
+                             recorded_latency(records, model))
 
     def with_profile(self, profile: Profile) -> ProfileRouter:
         """A copy that also routes to ``profile.model`` (replacing an expert of that name)."""
