@@ -257,6 +257,11 @@ def _resolve_relative(cfg: GatewayConfig, base: Path) -> GatewayConfig:
 
 
 def load_config(path: str | Path) -> GatewayConfig:
-    """Load the gateway config; relative router and budget paths resolve against the file."""
-    cfg = load_file(path, GatewayConfig)
-    return _resolve_relative(cfg, Path(path).resolve().parent)
+    """Load the gateway config; relative router and budget paths resolve against the file,
+    and a router ``path`` must hold a saved router (``router.json``)."""
+    cfg = _resolve_relative(load_file(path, GatewayConfig), Path(path).resolve().parent)
+    for i, r in enumerate(cfg.routing.routers):
+        if r.path is not None and not (Path(r.path) / "router.json").is_file():
+            raise ConfigError(str(path), f"routing.routers[{i}].path",
+                              f"no saved router (router.json) in {r.path}")
+    return cfg

@@ -125,6 +125,9 @@ def start_gateway(config: Path) -> tuple[subprocess.Popen, str]:
     cfg = yaml.safe_load(config.read_text(encoding="utf-8"))
     cfg.setdefault("workers", {})["base_port"] = free_port() // 10 * 10 % 50000 + 10000
     cfg["routing"].pop("routing_log", None)
+    for r in cfg["routing"].get("routers", []):  # the copy lives elsewhere
+        if r.get("path"):
+            r["path"] = str((config.parent / r["path"]).resolve())
     tmp = Path(tempfile.mkdtemp()) / "embedded.yaml"
     tmp.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     port = free_port()

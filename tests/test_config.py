@@ -88,3 +88,12 @@ def test_gpu_placement_must_match_replicas() -> None:
     with pytest.raises(ValueError, match="gpus"):
         GatewayConfig.model_validate({"experts": [
             {"name": "a", "backend": "vllm", "model": "m", "replicas": 2, "gpus": [[0]]}]})
+
+
+def test_router_path_must_hold_a_saved_router(tmp_path: Path) -> None:
+    text = MINIMAL + ("routing:\n  default_router: r\n  routers:\n"
+                      "    - {name: r, kind: coe, path: nowhere}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.field == "routing.routers[0].path"
+    assert "router.json" in info.value.reason

@@ -43,6 +43,9 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     cfg["workers"].update(base_port=free_port() + 100, log_dir=str(tmp / "logs"),
                           restart_backoff_s=0.5)
     cfg["routing"]["routing_log"] = str(tmp / "routing.jsonl")
+    for r in cfg["routing"]["routers"]:  # the copy lives elsewhere: make router paths absolute
+        if r.get("path"):
+            r["path"] = str((ROOT / "configs" / r["path"]).resolve())
     (tmp / "gw.yaml").write_text(yaml.safe_dump(cfg))
     log = (tmp / "gateway.log").open("wb")
     proc = subprocess.Popen(
