@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from coe_gateway.config import PolicySpec, Strict, load_file
+from coe_gateway.config import PolicySpec, Strict, load_file, repeated
 from coe_gateway.errors import (
     AuthenticationError,
     BudgetExceededError,
@@ -175,8 +175,7 @@ class BudgetFile(Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> BudgetFile:
-        names = [t.name for t in self.tenants]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated([t.name for t in self.tenants])
         if dupes:
             raise ValueError(f"tenant names must be unique; repeated: {dupes}")
         hashes = [k.sha256 for t in self.tenants for k in t.api_keys]

@@ -12,6 +12,7 @@ Paths inside a config file are resolved relative to that file's directory; ``~``
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -171,8 +172,7 @@ class GatewayConfig(Strict):
     @field_validator("experts")
     @classmethod
     def _unique_experts(cls, experts: list[ExpertConfig]) -> list[ExpertConfig]:
-        names = [e.name for e in experts]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated([e.name for e in experts])
         if dupes:
             raise ValueError(f"expert names must be unique; repeated: {dupes}")
         return experts
@@ -194,6 +194,11 @@ class GatewayConfig(Strict):
             return str(p)
         candidate = Path(expand(self.models_dir)) / expert.model
         return str(candidate)
+
+
+def repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted (for uniqueness validators)."""
+    return sorted(n for n, count in Counter(names).items() if count > 1)
 
 
 def expand(value: str) -> str:

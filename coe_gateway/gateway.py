@@ -69,7 +69,7 @@ class Reply:
             "x-coe-expert": self.expert,
             "x-coe-router": d.router or "none",
             "x-coe-policy": str(d.policy.get("kind")),
-            "x-coe-reason": d.extension(self.expert)["reason"],
+            "x-coe-reason": d.reason_for(self.expert),
             "x-request-id": self.request_id,
         }
         if self.cache is not None:

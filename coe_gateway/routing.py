@@ -85,14 +85,19 @@ class Decision:
     def expert(self) -> str:
         return self.ranking[0]
 
+    def reason_for(self, answered_by: str) -> str:
+        """Why ``answered_by`` answered (the decision's reason, or the fallback)."""
+        if answered_by == self.expert:
+            return self.reason
+        return f"{self.reason}; fell back from {self.expert}"
+
     def extension(self, answered_by: str) -> dict[str, Any]:
         """The ``coe_routing`` field of a response."""
         return {
             "expert": answered_by,
             "router": self.router,
             "policy": self.policy,
-            "reason": self.reason if answered_by == self.expert
-            else f"{self.reason}; fell back from {self.expert}",
+            "reason": self.reason_for(answered_by),
             "ranking": self.ranking,
             "predicted": self.predicted,
             "estimated_cost_usd": self.est_costs,
