@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -206,6 +207,43 @@ def expand(value: str) -> str:
     return os.path.expanduser(os.path.expandvars(value))
 
 
+@overload
+def resolve_path(value: str, base: Path) -> str: ...
+@overload
+def resolve_path(value: None, base: Path) -> None: ...
+def resolve_path(value: str | None, base: Path) -> str | None:
+    """``value`` expanded and, when relative, made absolute against ``base`` (the directory
+    of the file it was written in)."""
+    if value is None:
+        return None
+    p = Path(expand(value))
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+PATH_OPTIONS = ("label_files", "models_json")
+"""Router options naming files; so do ``encoder.model`` and ``encoder.path``."""
+
+
+def resolve_option_paths(options: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """``options`` with every relative file path in it made absolute against ``base`` (the
+    directory of the file the options were written in: a suite, an options YAML), ``~`` and
+    ``$VARS`` expanded. Other values are left as they are."""
+
+    def one(value: Any) -> Any:
+        return resolve_path(value, base) if isinstance(value, str) else value
+
+    out = dict(options)
+    for key in PATH_OPTIONS:
+        if isinstance(out.get(key), list):
+            out[key] = [one(v) for v in out[key]]
+        elif key in out:
+            out[key] = one(out[key])
+    if isinstance(out.get("encoder"), Mapping):
+        enc = dict(out["encoder"])
+        out["encoder"] = {**enc, **{k: one(enc[k]) for k in ("model", "path") if enc.get(k)}}
+    return out
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
     out = ""
     for part in loc:
@@ -247,14 +285,13 @@ def load_file(path: str | Path, model: type[M]) -> M:
 
 def _resolve_relative(cfg: GatewayConfig, base: Path) -> GatewayConfig:
     def rel(v: str | None) -> str | None:
-        if v is None:
-            return None
-        p = Path(expand(v))
-        return str(p if p.is_absolute() else (base / p).resolve())
+        return resolve_path(v, base)
 
     routing = cfg.routing.model_copy(
         update={
-            "routers": [r.model_copy(update={"path": rel(r.path)}) for r in cfg.routing.routers],
+            "routers": [r.model_copy(update={"path": rel(r.path),
+                                             "options": resolve_option_paths(r.options, base)})
+                        for r in cfg.routing.routers],
             "routing_log": rel(cfg.routing.routing_log),
         }
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from coe_gateway.config import GatewayConfig, load_config
+from coe_gateway.config import GatewayConfig, load_config, resolve_option_paths
 from coe_gateway.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,3 +97,21 @@ def test_router_path_must_hold_a_saved_router(tmp_path: Path) -> None:
         load_config(write(tmp_path, text))
     assert info.value.field == "routing.routers[0].path"
     assert "router.json" in info.value.reason
+
+
+def test_router_option_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    options = {"label_files": ["labels/a.jsonl", "/abs/b.jsonl"], "models_json": "m.json",
+               "encoder": {"kind": "static", "path": "enc", "dim": 64}, "k": 8}
+    got = resolve_option_paths(options, tmp_path)
+    assert got == {"label_files": [str(tmp_path / "labels" / "a.jsonl"), "/abs/b.jsonl"],
+                   "models_json": str(tmp_path / "m.json"),
+                   "encoder": {"kind": "static", "path": str(tmp_path / "enc"), "dim": 64},
+                   "k": 8}
+    assert options["label_files"][0] == "labels/a.jsonl"  # the input is left as it was
+
+
+def test_gateway_router_options_resolve_against_the_file(tmp_path: Path) -> None:
+    text = MINIMAL + ("routing:\n  default_router: p\n  routers:\n"
+                      "    - {name: p, kind: prior, options: {models_json: facts/m.json}}\n")
+    cfg = load_config(write(tmp_path, text))
+    assert cfg.routing.routers[0].options["models_json"] == str(tmp_path / "facts" / "m.json")

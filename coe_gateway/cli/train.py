@@ -45,13 +45,15 @@ def router(
     """Train a router on the records' train split and save it."""
     import time
 
-    from coe_gateway.config import read_yaml
+    from coe_gateway.config import read_yaml, resolve_option_paths
     from coe_gateway.errors import ConfigError
     from coe_gateway.records import RecordError
     from coe_gateway.routers.training import load_split, parse_options, train_router
 
     try:
         base = read_yaml(options) if options else {}
+        if options and isinstance(base, dict):  # paths in the file: against the file
+            base = resolve_option_paths(base, options.resolve().parent)
         opts = parse_options(option or [], base if isinstance(base, dict) else {})
         train = load_split([str(p) for p in data], split, test_fraction, seed)
         names = [e.strip() for e in experts.split(",")] if experts else None

@@ -31,7 +31,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from coe_gateway.config import RouterSpec, Strict, expand, load_file
+from coe_gateway.config import (RouterSpec, Strict, load_file, resolve_option_paths,
+                                 resolve_path)
 
 DEFAULT_TIERS: tuple[tuple[float | None, float], ...] = (
     (4.0, 0.10), (8.6, 0.20), (21.0, 0.30), (41.0, 0.80), (80.0, 0.90), (None, 1.80),
@@ -190,22 +191,19 @@ class Suite(Strict):
         return self
 
 
-def _resolve(path: str | None, base: Path) -> str | None:
-    if path is None:
-        return None
-    p = Path(expand(path))
-    return str(p if p.is_absolute() else (base / p).resolve())
-
-
 def load_suite(path: str | Path) -> Suite:
-    """Load and validate a suite; every relative path becomes absolute (against the file)."""
+    """Load and validate a suite; every relative path becomes absolute (against the file),
+    file paths among the routers' options included."""
+
     suite = load_file(path, Suite)
     base = Path(path).resolve().parent
     data = suite.data.model_copy(update={
-        "paths": [_resolve(p, base) for p in suite.data.paths],
-        "models_json": _resolve(suite.data.models_json, base),
+        "paths": [resolve_path(p, base) for p in suite.data.paths],
+        "models_json": resolve_path(suite.data.models_json, base),
     })
-    costs = suite.costs.model_copy(update={"gateway_config": _resolve(suite.costs.gateway_config,
+    costs = suite.costs.model_copy(update={"gateway_config": resolve_path(suite.costs.gateway_config,
                                                                       base)})
-    routers = [r.model_copy(update={"path": _resolve(r.path, base)}) for r in suite.routers]
+    routers = [r.model_copy(update={"path": resolve_path(r.path, base),
+                                    "options": resolve_option_paths(r.options, base)})
+               for r in suite.routers]
     return suite.model_copy(update={"data": data, "costs": costs, "routers": routers})

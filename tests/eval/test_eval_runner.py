@@ -120,3 +120,13 @@ def test_prediction_alignment_keeps_the_routers_columns() -> None:
     arrays = Arrays.align(pred, models, np.array([[1.0, 2.0, 3.0]]), np.array([[1.0, 0.0, 1.0]]),
                           np.array([[1.0, 2.0, 3.0]]))
     assert arrays.est.tolist() == [[2.0, 1.0]] and arrays.scores.tolist() == [[0.0, 1.0]]
+
+
+def test_suite_router_option_paths_resolve_against_the_suite_file(tiny_suite: Path) -> None:
+    tiny_suite.write_text(tiny_suite.read_text().replace(
+        "  - {name: prior, kind: prior}\n",
+        "  - {name: prior, kind: prior}\n"
+        "  - {name: coe, kind: coe, options: {label_files: [labels/l.jsonl]}}\n"))
+    suite = load_suite(tiny_suite)
+    want = str(tiny_suite.parent / "labels" / "l.jsonl")
+    assert suite.routers[1].options["label_files"] == [want]

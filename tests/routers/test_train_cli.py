@@ -56,3 +56,24 @@ def test_profile_commands(mmlu_slice_path, static_dir, tmp_path) -> None:
     assert load_router(router).experts[-1] == "gemini-1.5-flash-002"
     r = runner.invoke(app, ["profile", "show", str(prof)])
     assert r.exit_code == 0 and "gemini-1.5-flash-002" in r.output
+
+
+def test_option_file_paths_resolve_against_the_file_not_the_cwd(
+        mmlu_slice_path, static_dir, tmp_path, monkeypatch) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "labels.jsonl").write_text(
+        json.dumps({"prompt": "Write a sonnet about the sea.", "category": "creative"}) + "\n"
+        + json.dumps({"prompt": "Compose a limerick on cats.", "category": "creative"}) + "\n")
+    (conf / "opts.yaml").write_text(
+        f"encoder: {{kind: static, path: {static_dir}}}\nlabel_files: [labels.jsonl]\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "coe"
+    result = CliRunner().invoke(build_app(), [
+        "train", "router", "coe", str(mmlu_slice_path), "--out", str(out),
+        "--options", str(conf / "opts.yaml")])
+    assert result.exit_code == 0, result.output
+    router = load_router(out)
+    assert "creative" in router.labels  # the labelled file was found beside opts.yaml
