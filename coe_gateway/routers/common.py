@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from coe_gateway.records import RecordSet
-from coe_gateway.routers.base import Query, Router
+from coe_gateway.routers.base import Prediction, Query, Router
 from coe_gateway.routers.embedding import EncoderSpec, embed_texts
+from coe_gateway.routers.neural import TrainOptions, sigmoid
 
 Progress = Callable[[int, int], None]
 
@@ -88,6 +89,33 @@ class EmbeddingRouter(Router):
                    arrays: Mapping[str, np.ndarray]) -> Router:
         """Constructor keywords: the saved config plus one per saved array."""
         return cls(experts, **dict(config), **dict(arrays))
+
+
+class LogitsRouter(EmbeddingRouter):
+    """An embedding router with one numpy logit per expert, temperature-scaled into the
+    probability of a good answer (the learned predictors ``mlp`` and ``mf``)."""
+
+    temperature: float
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """(B, E) uncalibrated logits of embeddings x (B, D)."""
+        raise NotImplementedError
+
+    def predict(self, queries: Sequence[Query]) -> Prediction:
+        p = sigmoid(self.logits(self.embed(queries)) / self.temperature).astype(np.float64)
+        return Prediction(self.experts, p, confidence(p))
+
+
+def training_inputs(train: RecordSet, experts: Sequence[str] | None,
+                    options: Mapping[str, Any]) -> tuple[dict[str, Any], TrainOptions,
+                                                         list[str], np.ndarray]:
+    """What a learned predictor's ``fit`` starts from: its remaining options (the
+    :class:`TrainOptions` fields taken out), those training options, the expert columns and
+    the training queries' embeddings (N, D) under ``options["encoder"]``."""
+    opts = dict(options)
+    topts = TrainOptions.pick(opts)
+    names = expert_columns(train, experts)
+    return opts, topts, names, embed_records(train, opts.get("encoder"))
 
 
 def embed_records(records: RecordSet, encoder: Mapping[str, Any] | EncoderSpec | None,

@@ -21,11 +21,9 @@ from typing import Any
 import numpy as np
 
 from coe_gateway.records import RecordSet
-from coe_gateway.routers.base import Prediction, Query
-from coe_gateway.routers.common import (EmbeddingRouter, confidence, embed_records,
-                                        expert_columns, score_matrix)
+from coe_gateway.routers.common import LogitsRouter, score_matrix, training_inputs
 from coe_gateway.routers.embedding import EncoderSpec
-from coe_gateway.routers.neural import Progress, TrainOptions, sigmoid, train_logits_model
+from coe_gateway.routers.neural import Progress, train_logits_model
 
 
 def _module(dim: int, rank: int, experts: int) -> Any:
@@ -45,7 +43,7 @@ def _module(dim: int, rank: int, experts: int) -> Any:
     return MF()
 
 
-class MFRouter(EmbeddingRouter):
+class MFRouter(LogitsRouter):
     kind = "mf"
 
     def __init__(
@@ -71,10 +69,7 @@ class MFRouter(EmbeddingRouter):
             progress: Progress | None = None, **options: Any) -> MFRouter:
         """Train on the records' embeddings and scores (options: rank, encoder and
         :class:`~coe_gateway.routers.neural.TrainOptions` fields)."""
-        opts = dict(options)
-        topts = TrainOptions.pick(opts)
-        names = expert_columns(train, experts)
-        x = embed_records(train, opts.get("encoder"))
+        opts, topts, names, x = training_inputs(train, experts, options)
         rank = int(opts.pop("rank", 64))
         module = _module(x.shape[1], rank, len(names))
         info = train_logits_model(module, x, score_matrix(train, names), topts, progress)
@@ -87,10 +82,6 @@ class MFRouter(EmbeddingRouter):
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(B, E) uncalibrated logits of embeddings x (B, D)."""
         return (x @ self.proj) @ self.model_emb.T + self.bias + (x @ self.difficulty)[:, None]
-
-    def predict(self, queries: Sequence[Query]) -> Prediction:
-        p = sigmoid(self.logits(self.embed(queries)) / self.temperature).astype(np.float64)
-        return Prediction(self.experts, p, confidence(p))
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "rank": self.rank, "temperature": self.temperature,

@@ -15,11 +15,9 @@ from typing import Any
 import numpy as np
 
 from coe_gateway.records import RecordSet
-from coe_gateway.routers.base import Prediction, Query
-from coe_gateway.routers.common import (EmbeddingRouter, confidence, embed_records,
-                                        expert_columns, score_matrix)
+from coe_gateway.routers.common import LogitsRouter, score_matrix, training_inputs
 from coe_gateway.routers.embedding import EncoderSpec
-from coe_gateway.routers.neural import Progress, TrainOptions, sigmoid, train_logits_model
+from coe_gateway.routers.neural import Progress, train_logits_model
 
 
 def _module(dim: int, hidden: int, experts: int, dropout: float) -> Any:
@@ -31,7 +29,7 @@ def _module(dim: int, hidden: int, experts: int, dropout: float) -> Any:
     )
 
 
-class MLPRouter(EmbeddingRouter):
+class MLPRouter(LogitsRouter):
     kind = "mlp"
 
     def __init__(
@@ -58,10 +56,7 @@ class MLPRouter(EmbeddingRouter):
             progress: Progress | None = None, **options: Any) -> MLPRouter:
         """Train on the records' embeddings and scores (options: hidden, dropout, encoder and
         :class:`~coe_gateway.routers.neural.TrainOptions` fields)."""
-        opts = dict(options)
-        topts = TrainOptions.pick(opts)
-        names = expert_columns(train, experts)
-        x = embed_records(train, opts.get("encoder"))
+        opts, topts, names, x = training_inputs(train, experts, options)
         hidden, dropout = int(opts.pop("hidden", 256)), float(opts.pop("dropout", 0.2))
         module = _module(x.shape[1], hidden, len(names), dropout)
         info = train_logits_model(module, x, score_matrix(train, names), topts, progress)
@@ -75,10 +70,6 @@ class MLPRouter(EmbeddingRouter):
         """(B, E) uncalibrated logits of embeddings x (B, D)."""
         h = np.maximum(x @ self.w1 + self.b1, 0.0)  # (B, H)
         return h @ self.w2 + self.b2  # (B, E)
-
-    def predict(self, queries: Sequence[Query]) -> Prediction:
-        p = sigmoid(self.logits(self.embed(queries)) / self.temperature).astype(np.float64)
-        return Prediction(self.experts, p, confidence(p))
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "hidden": self.hidden, "dropout": self.dropout,
