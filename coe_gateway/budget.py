@@ -21,7 +21,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -337,8 +337,8 @@ def _override_spec(value: Mapping[str, Any]) -> PolicySpec:
 
 
 def _has_field(kind: str, name: str) -> bool:
-    cls = type(build_policy(kind))
-    return any(f.name == name for f in fields(cls))
+    policy: Any = build_policy(kind)  # every policy kind is a dataclass
+    return any(f.name == name for f in fields(policy))
 
 
 def check_expert_allowed(tenant: Tenant, expert: str) -> None:
@@ -376,36 +376,81 @@ def budget_state(usage: Sequence[PeriodUsage], request_cap_usd: float | None,
 
 
 class BudgetGuard:
-    """Rate limit, budget state, reserve and settle for the tenants of one gateway."""
+    """Rate limit, budget state, reserve and settle for the tenants of one gateway.
 
-    def __init__(self, ledger: Ledger) -> None:
+    The hot path costs one ledger round trip to admit and reserve: the rate limit is counted
+    in the same atomic step as the request's first reservation (:meth:`reserve` with
+    ``admit=True``). The budget state the policy ranks with (:meth:`state`) is read from the
+    ledger at most every ``state_ttl_s`` per tenant and served from memory in between: a
+    pacing policy sees spend at most that old, and no request can pass a budget anyway, since
+    every reservation is checked atomically.
+    """
+
+    def __init__(self, ledger: Ledger, state_ttl_s: float = 1.0) -> None:
         self.ledger = ledger
+        self.state_ttl_s = state_ttl_s
+        self._states: dict[str, tuple[float, list[PeriodUsage]]] = {}
 
-    async def admit(self, tenant: Tenant, now: datetime | None = None) -> BudgetState:
-        """Count the request against the rate limit (429) and return the budget state; refuse
-        (402) at once when a limited period is already used up."""
-        now = now or utcnow()
-        if tenant.rate_limit.requests_per_minute is not None:
-            await self.ledger.hit(tenant.name, tenant.rate_limit.requests_per_minute, now)
-        if all(v is None for v in tenant.limits.values()):  # unlimited: no ledger read
+    async def state(self, tenant: Tenant, now: datetime | None = None) -> BudgetState:
+        """The tenant's budget state; refuses (402) at once when a limited period is
+        already used up. No ledger read for an unlimited tenant."""
+        if all(v is None for v in tenant.limits.values()):
             return BudgetState(request_cap_usd=tenant.request_cap_usd)
-        usage = await self.ledger.usage(tenant.name, tenant.limits, now)
+        now = now or utcnow()
+        usage = await self._usage(tenant, now)
         for u in usage:
             if u.limit_usd is not None and u.remaining_usd == 0.0:
                 raise budget_error(tenant.name, u.period, to_nano(u.limit_usd),
                                    to_nano(u.spent_usd), to_nano(u.reserved_usd), 0, now)
         return budget_state(usage, tenant.request_cap_usd, now)
 
+    async def _usage(self, tenant: Tenant, now: datetime) -> list[PeriodUsage]:
+        mono = time.monotonic()
+        cached = self._states.get(tenant.name)
+        if cached is not None and mono - cached[0] < self.state_ttl_s and all(
+                u.remaining_usd != 0.0 for u in cached[1] if u.limit_usd is not None):
+            return cached[1]
+        usage = await self.ledger.usage(tenant.name, tenant.limits, now)
+        self._states[tenant.name] = (mono, usage)
+        return usage
+
+    async def admit(self, tenant: Tenant, now: datetime | None = None) -> BudgetState:
+        """Count the request against the rate limit (429) and return its budget state (for
+        requests that reserve nothing, such as cache hits)."""
+        await self.count(tenant, now)
+        return await self.state(tenant, now)
+
+    async def count(self, tenant: Tenant, now: datetime | None = None) -> None:
+        """Count one request against the tenant's rate limit (429 when over)."""
+        if tenant.rate_limit.requests_per_minute is not None:
+            await self.ledger.hit(tenant.name, tenant.rate_limit.requests_per_minute, now)
+
     async def reserve(self, tenant: Tenant, amount_usd: float,
-                      now: datetime | None = None) -> Reservation:
-        """Hold the estimated maximum cost of a request (402 when a budget would be passed).
+                      now: datetime | None = None, *, admit: bool = False) -> Reservation:
+        """Hold the estimated maximum cost of an attempt (402 when a budget would be passed);
+        with ``admit``, count the request against the rate limit in the same step (429).
 
         The per-request cap is not checked here: it bounds the cost estimates the policy
         ranks (``BudgetState.request_cap_usd``), see :meth:`unaffordable`."""
-        return await self.ledger.reserve(tenant.name, amount_usd, tenant.limits, now)
+        per_minute = tenant.rate_limit.requests_per_minute if admit else None
+        res = await self.ledger.reserve(tenant.name, amount_usd, tenant.limits, now,
+                                        per_minute=per_minute)
+        self._book(tenant.name, res.amount_usd, 0.0)
+        return res
 
     async def settle(self, reservation: Reservation, actual_usd: float) -> None:
         await self.ledger.settle(reservation, actual_usd)
+        self._book(reservation.tenant, -reservation.amount_usd, max(0.0, actual_usd))
+
+    def _book(self, tenant: str, held_usd: float, spent_usd: float) -> None:
+        """Apply this process's own reserve / settle to the tenant's remembered state, so
+        that it stays exact here between reads (other replicas' spend arrives with them)."""
+        cached = self._states.get(tenant)
+        if cached is None:
+            return
+        self._states[tenant] = (cached[0], [
+            replace(u, spent_usd=u.spent_usd + spent_usd,
+                    reserved_usd=max(0.0, u.reserved_usd + held_usd)) for u in cached[1]])
 
     async def unaffordable(self, tenant: Tenant, costs: np.ndarray,
                            now: datetime | None = None) -> BudgetExceededError:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import numpy.typing as npt
 
 from coe_gateway.budget import BudgetGuard, Tenant
 from coe_gateway.errors import BudgetExceededError
@@ -66,12 +67,13 @@ class MonthResult:
 
 
 def daily_counts(days: int = 30, per_day: int = 400, ramp: float = 1.0,
-                 seed: int = 0) -> np.ndarray:
+                 seed: int = 0) -> npt.NDArray[np.int64]:
     """(D,) requests per day: weekends at half, traffic growing linearly by ``ramp`` (1.0 =
     the last day has twice the first day's weekday traffic), Poisson noise."""
     rng = np.random.default_rng(seed)
     d = np.arange(days)
-    level = per_day * (1 + ramp * d / max(1, days - 1)) * np.where(d % 7 >= 5, 0.5, 1.0)
+    level: npt.NDArray[np.float64] = (per_day * (1 + ramp * d / max(1, days - 1))
+                                      * np.where(d % 7 >= 5, 0.5, 1.0))
     return rng.poisson(level).astype(np.int64)
 
 

@@ -6,7 +6,7 @@ is set; its key is the SHA-256 of the canonical request (sorted-key JSON without
 
 **Semantic** (opt-in per tenant): the conversation text is embedded and compared (cosine)
 with the tenant's earlier prompts of the same scope (model, tools, response format, n, the
-``coe`` routing options); the
+``coe`` routing options, and the content hashes of the images); the
 best one at or above the threshold is a hit. With Redis, every replica appends its entries to
 a per-tenant Redis stream and keeps an in-process mirror of the vectors it reads from it, so
 a lookup costs one ``XRANGE`` of what is new and one ``GET`` of the hit.
@@ -62,9 +62,24 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def image_digests(request: Mapping[str, Any]) -> list[str]:
+    """SHA-256 of every image part's URL, in order (a ``data:`` URL is the image itself)."""
+    out = []
+    for msg in request.get("messages") or []:
+        content = msg.get("content") if isinstance(msg, Mapping) else None
+        for part in content if isinstance(content, list) else ():
+            if isinstance(part, Mapping) and part.get("type") == "image_url":
+                url = str((part.get("image_url") or {}).get("url") or "")
+                out.append(_sha(url))
+    return out
+
+
 def scope_of(request: Mapping[str, Any]) -> str:
-    """What must be equal besides the text for a semantic hit."""
-    return _sha(canonical({k: request.get(k) for k in SCOPE_FIELDS}))[:16]
+    """What must be equal besides the text for a semantic hit: the scope fields and the
+    images (two requests with the same words about different images are different)."""
+    scope = {k: request.get(k) for k in SCOPE_FIELDS}
+    scope["images"] = image_digests(request)
+    return _sha(canonical(scope))[:16]
 
 
 def request_text(request: Mapping[str, Any]) -> str:
@@ -94,10 +109,23 @@ class CacheSettings:
 
 @dataclass(frozen=True)
 class CacheHit:
+    """A stored answer: the response (and its chunks when streamed) and, when the gateway
+    kept them, the exact bytes it sent (``raw``) or the SSE events it relayed (``events``:
+    each event's bytes and whether it is the usage-only event), so that a hit can be
+    replayed byte for byte."""
+
     kind: Literal["exact", "semantic"]
     response: dict[str, Any]
     chunks: list[dict[str, Any]] | None = None
     similarity: float | None = None
+    raw: bytes | None = None
+    events: list[tuple[bytes, bool]] | None = None
+
+    def event_bytes(self, include_usage: bool) -> list[bytes] | None:
+        """The stored SSE events as relayed (the usage event only when asked), or None."""
+        if self.events is None:
+            return None
+        return [ev for ev, usage_only in self.events if include_usage or not usage_only]
 
     def stream(self, include_usage: bool = False) -> list[dict[str, Any]]:
         """The chunks to replay as SSE (the stored ones, else made from the response)."""
@@ -120,7 +148,7 @@ class CacheMetrics:
         self.lookups.labels(kind=kind, result=result).inc()
 
     def value(self, kind: str, result: str) -> float:
-        return self.lookups.labels(kind=kind, result=result)._value.get()
+        return float(self.lookups.labels(kind=kind, result=result)._value.get())
 
 
 # -- backends ---------------------------------------------------------------------------------
@@ -189,13 +217,14 @@ class RedisBackend:
 
     @classmethod
     def from_url(cls, url: str) -> RedisBackend:
-        import redis.asyncio as aioredis
+        from coe_gateway.redis_client import connect
 
-        return cls(aioredis.from_url(url, socket_connect_timeout=0.25, socket_timeout=0.5,
-                                     decode_responses=False))
+        return cls(connect(url, connect_timeout_s=0.25, timeout_s=0.5, wait_s=0.5,
+                           decode_responses=False))
 
     async def get(self, key: str) -> bytes | None:
-        return await self.redis.get(key)
+        value: bytes | None = await self.redis.get(key)
+        return value
 
     async def set(self, key: str, value: bytes, ttl_s: int) -> None:
         await self.redis.set(key, value, ex=ttl_s)
@@ -377,12 +406,19 @@ class ResponseCache:
     # store
     async def store(self, tenant: str, request: Mapping[str, Any], settings: CacheSettings,
                     response: Mapping[str, Any], chunks: Sequence[Mapping[str, Any]] | None = None,
-                    *, text: str | None = None, embedding: np.ndarray | None = None) -> None:
-        """Keep a finished answer for later requests (a no-op when not cacheable)."""
+                    *, text: str | None = None, embedding: np.ndarray | None = None,
+                    raw: bytes | None = None,
+                    events: Sequence[tuple[bytes, bool]] | None = None) -> None:
+        """Keep a finished answer for later requests (a no-op when not cacheable); ``raw`` /
+        ``events`` are the bytes as sent, replayed as they are."""
         if not self.available or not _complete(response):
             return
-        body = json.dumps({"response": response, "chunks": chunks},
-                          separators=(",", ":")).encode("utf-8")
+        stored: dict[str, Any] = {"response": response, "chunks": chunks}
+        if raw is not None:
+            stored["raw"] = raw.decode("utf-8")
+        if events is not None:
+            stored["events"] = [[ev.decode("utf-8"), flag] for ev, flag in events]
+        body = json.dumps(stored, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         if settings.exact and is_deterministic(request):
             done = await self._guard(self.backend.set(self.exact_key(tenant, request), body,
                                                       settings.ttl_s))
@@ -431,7 +467,11 @@ def _complete(response: Mapping[str, Any]) -> bool:
 def _decode(kind: Literal["exact", "semantic"], raw: bytes,
             similarity: float | None = None) -> CacheHit:
     data = json.loads(raw)
-    return CacheHit(kind, data["response"], data.get("chunks"), similarity)
+    events = data.get("events")
+    return CacheHit(kind, data["response"], data.get("chunks"), similarity,
+                    raw=data["raw"].encode("utf-8") if data.get("raw") is not None else None,
+                    events=None if events is None else [(ev.encode("utf-8"), bool(flag))
+                                                        for ev, flag in events])
 
 
 # -- SSE replay -------------------------------------------------------------------------------

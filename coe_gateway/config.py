@@ -11,9 +11,11 @@ Paths inside a config file are resolved relative to that file's directory; ``~``
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
 from collections.abc import Mapping
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
@@ -49,6 +51,9 @@ Capability = Literal["text", "vision", "tools"]
 class ExpertConfig(Strict):
     """One expert: a model answered by a backend.
 
+    ``backend`` is a backend kind (:data:`~coe_gateway.workers.backends.BACKENDS`) or a
+    worker kind (:data:`~coe_gateway.workers.kinds.WORKER_KINDS`); a worker kind is launched
+    locally (by the workers service, or by the gateway process itself in ``launch`` mode).
     backend ``vllm``: the gateway launches ``replicas`` local vLLM OpenAI servers for ``model``
     (a checkpoint directory, resolved under ``models_dir`` when relative, or a hub id already
     in the local cache); ``gpus`` places replica *i* on ``gpus[i]`` (CUDA vLLM) and, when empty,
@@ -59,7 +64,7 @@ class ExpertConfig(Strict):
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
-    backend: Literal["vllm", "openai", "litellm"]
+    backend: str
     model: str
     served_name: str | None = None
     urls: list[str] = Field(default_factory=list)
@@ -68,7 +73,7 @@ class ExpertConfig(Strict):
     gpus: list[list[int]] = Field(default_factory=list)
     cpu_threads: list[str] = Field(default_factory=list)
     price: Price = Price()
-    capabilities: list[Capability] = Field(default_factory=lambda: ["text"])
+    capabilities: list[Capability] = Field(default_factory=lambda: list[Capability](["text"]))
     context_length: int = Field(2048, ge=16)
     vllm_args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
@@ -79,6 +84,15 @@ class ExpertConfig(Strict):
     quality_prior: float | None = Field(None, ge=0, le=1)
     mean_output_tokens: float = Field(256, gt=0)
     timeout_s: float = Field(120, gt=0)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, backend: str) -> str:
+        known = backend_kinds()
+        if backend not in known:
+            names = ", ".join(repr(k) for k in sorted(known))
+            raise ValueError(f"unknown backend {backend!r}; known: {names}")
+        return backend
 
     @model_validator(mode="after")
     def _check_backend_fields(self) -> ExpertConfig:
@@ -115,11 +129,20 @@ class PolicySpec(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class StrategySpec(Strict):
+    """A strategy: ``kind`` from the strategy registry (``fallback``, ``single``, ...) and its
+    parameters."""
+
+    kind: str = "fallback"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class RoutingConfig(Strict):
     default_router: str = "prior"
     routers: list[RouterSpec] = Field(default_factory=lambda: [RouterSpec(name="prior", kind="prior")])
     policy: PolicySpec = PolicySpec()
     fallbacks: int = Field(1, ge=0, description="further experts tried when one fails")
+    strategy: StrategySpec = StrategySpec()
     routing_log: str | None = None
 
     @model_validator(mode="after")
@@ -133,14 +156,33 @@ class RoutingConfig(Strict):
 
 
 class ServerConfig(Strict):
+    """The HTTP server. ``workers`` > 1: ``coe-gateway serve`` runs that many gateway
+    processes sharing the port (``SO_REUSEPORT``) over one workers service; ``cpu_affinity``
+    pins gateway process *i* to the *i*-th allowed core (modulo their number)."""
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_request_bytes: int = Field(4_000_000, ge=1024)
+    workers: int = Field(1, ge=1, le=256, description="gateway processes of `serve`")
+    cpu_affinity: bool = False
+
+
+WorkersMode = Literal["auto", "launch", "attach"]
 
 
 class WorkersConfig(Strict):
-    """How the supervisor runs local vLLM workers."""
+    """How the supervisor runs local workers, and how a gateway process finds them.
+
+    ``mode``: ``launch`` (this gateway process launches and supervises its workers),
+    ``attach`` (it routes over the workers a ``coe-gateway workers`` service publishes in
+    ``fleet_file``, and launches nothing), ``auto`` (``launch`` when ``server.workers`` is 1;
+    else ``serve`` runs one workers service and every gateway process attaches).
+    ``fleet_file``: where the service publishes its workers (default, for a config loaded
+    from a file: ``~/.cache/coe-gateway/fleet-<sha256 of its absolute path, 12 hex>.json``;
+    relative paths resolve against the config file). A published replica counts as
+    unhealthy once the publisher's heartbeat is older than ``fleet_stale_s``.
+    """
 
     base_port: int = Field(8100, ge=1024, le=65000)
     ready_timeout_s: float = Field(600, gt=0)
@@ -149,6 +191,9 @@ class WorkersConfig(Strict):
     restart_backoff_max_s: float = Field(60.0, gt=0)
     log_dir: str = "~/.cache/coe-gateway/logs"
     python: str | None = Field(None, description="interpreter for workers; default: this one")
+    mode: WorkersMode = "auto"
+    fleet_file: str | None = None
+    fleet_stale_s: float = Field(10.0, gt=0)
 
 
 class CacheConfig(Strict):
@@ -170,6 +215,13 @@ class GatewayConfig(Strict):
     budget_file: str | None = None
     models_dir: str = DEFAULT_MODELS_DIR
 
+    @model_validator(mode="after")
+    def _one_launcher(self) -> GatewayConfig:
+        if self.workers.mode == "launch" and self.server.workers > 1:
+            raise ValueError("workers.mode 'launch' launches the workers in the gateway "
+                             "process: with server.workers > 1 use 'auto' or 'attach'")
+        return self
+
     @field_validator("experts")
     @classmethod
     def _unique_experts(cls, experts: list[ExpertConfig]) -> list[ExpertConfig]:
@@ -178,13 +230,15 @@ class GatewayConfig(Strict):
             raise ValueError(f"expert names must be unique; repeated: {dupes}")
         return experts
 
-    def expert(self, name: str) -> ExpertConfig:
-        for e in self.experts:
-            if e.name == name:
-                return e
-        raise KeyError(name)
+    @cached_property
+    def experts_by_name(self) -> dict[str, ExpertConfig]:
+        return {e.name: e for e in self.experts}
 
-    @property
+    def expert(self, name: str) -> ExpertConfig:
+        """The expert called ``name`` (KeyError when there is none); a dict look-up."""
+        return self.experts_by_name[name]
+
+    @cached_property
     def expert_names(self) -> list[str]:
         return [e.name for e in self.experts]
 
@@ -195,6 +249,26 @@ class GatewayConfig(Strict):
             return str(p)
         candidate = Path(expand(self.models_dir)) / expert.model
         return str(candidate)
+
+
+def backend_kinds() -> set[str]:
+    """Every valid ``experts[].backend``: the backend kinds and the worker kinds."""
+    from coe_gateway.workers.backends import BACKENDS  # late: the registries import config
+    from coe_gateway.workers.kinds import WORKER_KINDS
+
+    return set(BACKENDS) | set(WORKER_KINDS)
+
+
+DEFAULT_FLEET_DIR = "~/.cache/coe-gateway"
+
+
+def default_fleet_file(config_path: str | Path | None) -> str:
+    """The fleet file of a config without ``workers.fleet_file``: one per config file (by
+    the sha256 of its absolute path), ``fleet.json`` for a config not read from a file."""
+    if config_path is None:
+        return str(Path(expand(DEFAULT_FLEET_DIR)) / "fleet.json")
+    digest = hashlib.sha256(str(Path(config_path).resolve()).encode()).hexdigest()[:12]
+    return str(Path(expand(DEFAULT_FLEET_DIR)) / f"fleet-{digest}.json")
 
 
 def repeated(names: list[str]) -> list[str]:
@@ -283,7 +357,9 @@ def load_file(path: str | Path, model: type[M]) -> M:
     return validate(path, read_yaml(path), model)
 
 
-def _resolve_relative(cfg: GatewayConfig, base: Path) -> GatewayConfig:
+def _resolve_relative(cfg: GatewayConfig, path: Path) -> GatewayConfig:
+    base = path.resolve().parent
+
     def rel(v: str | None) -> str | None:
         return resolve_path(v, base)
 
@@ -295,13 +371,17 @@ def _resolve_relative(cfg: GatewayConfig, base: Path) -> GatewayConfig:
             "routing_log": rel(cfg.routing.routing_log),
         }
     )
-    return cfg.model_copy(update={"routing": routing, "budget_file": rel(cfg.budget_file)})
+    workers = cfg.workers.model_copy(
+        update={"fleet_file": rel(cfg.workers.fleet_file) or default_fleet_file(path)})
+    return cfg.model_copy(update={"routing": routing, "budget_file": rel(cfg.budget_file),
+                                  "workers": workers})
 
 
 def load_config(path: str | Path) -> GatewayConfig:
-    """Load the gateway config; relative router and budget paths resolve against the file,
-    and a router ``path`` must hold a saved router (``router.json``)."""
-    cfg = _resolve_relative(load_file(path, GatewayConfig), Path(path).resolve().parent)
+    """Load the gateway config; relative router, budget and fleet-file paths resolve against
+    the file (a missing ``workers.fleet_file`` gets its per-file default), and a router
+    ``path`` must hold a saved router (``router.json``)."""
+    cfg = _resolve_relative(load_file(path, GatewayConfig), Path(path))
     for i, r in enumerate(cfg.routing.routers):
         if r.path is not None and not (Path(r.path) / "router.json").is_file():
             raise ConfigError(str(path), f"routing.routers[{i}].path",

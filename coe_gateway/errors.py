@@ -8,18 +8,21 @@ into an OpenAI-style error body without a lookup table::
     ├── ConfigError                   (start-up only) a config / budget / suite file is invalid
     ├── RequestError                  400 invalid_request_error
     │   ├── UnknownModelError         404 model_not_found
-    │   └── ContextLengthError        400 context_length_exceeded
+    │   ├── ContextLengthError        400 context_length_exceeded
+    │   └── NoEligibleExpertError     400 capability_not_available (no expert offers what
+    │                                     the request needs: vision, tools)
     ├── AuthenticationError           401 invalid_api_key
     ├── PermissionDeniedError         403 permission_denied (expert or policy not allowed)
     ├── BudgetExceededError           402 budget_exceeded (names the limit and its reset)
     ├── RateLimitError                429 rate_limit_exceeded
-    ├── NoEligibleExpertError         503 no_eligible_expert
     └── UpstreamError                 502 upstream_error (a worker answered badly)
         ├── UpstreamUnavailableError  503 upstream_unavailable (no healthy replica, refused)
         └── UpstreamTimeoutError      504 upstream_timeout
 
-Backends raise only ``UpstreamError`` subclasses; the pipeline may catch them to fall back to
-the next expert of the policy's ranking.
+Backends raise only ``UpstreamError`` subclasses (and ``RequestError`` when an upstream
+rejected the request itself); a strategy catches them per attempt to try another expert of
+the policy's ranking. An attempt refused by the budget raises ``BudgetExceededError``, which
+a strategy may also step over.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ class ConfigError(GatewayError):
 class RequestError(GatewayError):
     status_code = 400
     error_type = "invalid_request_error"
-    code = None
+    code: str | None = None
 
 
 class UnknownModelError(RequestError):
@@ -99,10 +102,12 @@ class RateLimitError(GatewayError):
     code = "rate_limit_exceeded"
 
 
-class NoEligibleExpertError(GatewayError):
-    status_code = 503
-    error_type = "service_unavailable"
-    code = "no_eligible_expert"
+class NoEligibleExpertError(RequestError):
+    """The caller's request needs a capability (an image: ``vision``; ``tools``) that no
+    expert it may use offers. A 400, not a 503: retrying cannot help (the OpenAI SDK
+    retries 5xx)."""
+
+    code = "capability_not_available"
 
 
 class UpstreamError(GatewayError):

@@ -18,10 +18,11 @@ Periods are calendar periods in UTC: a day starts at 00:00 UTC, a month on its f
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -146,11 +147,20 @@ class Reservation:
 
 def new_reservation(tenant: str, amount_usd: float, now: datetime, ttl_s: float,
                     backend: str) -> Reservation:
+    ts = now.timestamp()
     return Reservation(
-        tenant=tenant, id=uuid.uuid4().hex, amount_nano=to_nano(amount_usd, up=True),
-        periods=tuple(period_id(p, now) for p in PERIODS), created_at=now.timestamp(),
-        expires_at=now.timestamp() + ttl_s, backend=backend,
+        tenant=tenant, id=os.urandom(16).hex(), amount_nano=to_nano(amount_usd, up=True),
+        periods=period_ids(now.year, now.month, now.day) if now.tzinfo is UTC else tuple(
+            period_id(p, now) for p in PERIODS),
+        created_at=ts, expires_at=ts + ttl_s, backend=backend,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def period_ids(year: int, month: int, day: int) -> tuple[str, ...]:
+    """The ids of the periods containing a UTC day (:func:`period_id`, memoised)."""
+    day_start = datetime(year, month, day, tzinfo=UTC)
+    return tuple(period_id(p, day_start) for p in PERIODS)
 
 
 Limits = Mapping[str, float | None]
@@ -189,8 +199,11 @@ class Ledger(Protocol):
     """Spend accounting per tenant and period."""
 
     async def reserve(self, tenant: str, amount_usd: float, limits: Limits,
-                      now: datetime | None = None) -> Reservation:
-        """Hold ``amount_usd`` in every period, or raise BudgetExceededError (402)."""
+                      now: datetime | None = None, *, per_minute: int | None = None
+                      ) -> Reservation:
+        """Hold ``amount_usd`` in every period, or raise BudgetExceededError (402). With
+        ``per_minute``, first count the request against that rate limit (RateLimitError 429),
+        in the same atomic step: one round trip admits and reserves."""
         ...
 
     async def settle(self, reservation: Reservation, actual_usd: float) -> None:
@@ -244,8 +257,11 @@ class InMemoryLedger:
             self._reserved[key] = self._reserved.get(key, 0) - res.amount_nano
 
     async def reserve(self, tenant: str, amount_usd: float, limits: Limits,
-                      now: datetime | None = None) -> Reservation:
+                      now: datetime | None = None, *, per_minute: int | None = None
+                      ) -> Reservation:
         now = now or utcnow()
+        if per_minute is not None:
+            await self.hit(tenant, per_minute, now)
         self._purge(now.timestamp())
         res = new_reservation(tenant, amount_usd, now, self.reservation_ttl_s, self.backend)
         for period, pid in zip(PERIODS, res.periods):
@@ -322,12 +338,15 @@ class FailoverLedger:
             log.warning("budget ledger unavailable, failing open (in-process counts): %s", exc)
 
     async def reserve(self, tenant: str, amount_usd: float, limits: Limits,
-                      now: datetime | None = None) -> Reservation:
+                      now: datetime | None = None, *, per_minute: int | None = None
+                      ) -> Reservation:
         try:
-            return await self.primary.reserve(tenant, amount_usd, limits, now)
+            return await self.primary.reserve(tenant, amount_usd, limits, now,
+                                              per_minute=per_minute)
         except LedgerUnavailableError as exc:
             self._degrade(exc)
-        return await self.fallback.reserve(tenant, amount_usd, limits, now)
+        return await self.fallback.reserve(tenant, amount_usd, limits, now,
+                                           per_minute=per_minute)
 
     async def settle(self, reservation: Reservation, actual_usd: float) -> None:
         if reservation.backend == self.fallback.backend:
@@ -387,25 +406,33 @@ local function purge(holds, exp, now)
 end
 """
 
-# KEYS: holds, exp, period keys...  ARGV: id, amount, now_ms, hold_exp_ms, then per period
-# key: limit (-1 = none), ttl (s). Returns {1} or {0, index of the period, spent, held}.
+# KEYS: holds, exp, rate counter, period keys...  ARGV: id, amount, now_ms, hold_exp_ms,
+# rate limit per minute (-1 = none), counter ttl (ms), then per period key: limit (-1 = none),
+# ttl (s). Admits and reserves in one step: returns {2, count} when the rate limit refuses,
+# {0, index of the period, spent, held} when a budget does, else {1}.
 _RESERVE = _RELEASE + """
+local rl = tonumber(ARGV[5])
+if rl >= 0 then
+  local c = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if c >= rl then return {2, c} end
+  if redis.call('INCR', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[6]) end
+end
 purge(KEYS[1], KEYS[2], ARGV[3])
 local amount = tonumber(ARGV[2])
-local n = #KEYS - 2
+local n = #KEYS - 3
 for i = 1, n do
-  local limit = tonumber(ARGV[3 + 2 * i])
+  local limit = tonumber(ARGV[5 + 2 * i])
   if limit >= 0 then
-    local row = redis.call('HMGET', KEYS[2 + i], 'spent', 'reserved')
+    local row = redis.call('HMGET', KEYS[3 + i], 'spent', 'reserved')
     local spent, held = tonumber(row[1] or '0'), tonumber(row[2] or '0')
     if spent + held + amount > limit then return {0, i, spent, held} end
   end
 end
 local pkeys = {}
 for i = 1, n do
-  redis.call('HINCRBY', KEYS[2 + i], 'reserved', ARGV[2])
-  redis.call('EXPIRE', KEYS[2 + i], ARGV[4 + 2 * i])
-  pkeys[i] = KEYS[2 + i]
+  redis.call('HINCRBY', KEYS[3 + i], 'reserved', ARGV[2])
+  redis.call('EXPIRE', KEYS[3 + i], ARGV[6 + 2 * i])
+  pkeys[i] = KEYS[3 + i]
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. table.concat(pkeys, ','))
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
@@ -469,10 +496,9 @@ class RedisLedger:
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisLedger:
-        import redis.asyncio as aioredis
+        from coe_gateway.redis_client import connect
 
-        client = aioredis.from_url(url, socket_connect_timeout=0.5, socket_timeout=2.0,
-                                   health_check_interval=30)
+        client = connect(url, connect_timeout_s=0.5, timeout_s=2.0, health_check_interval=30)
         return cls(client, **kwargs)
 
     def _tkey(self, tenant: str, suffix: str) -> str:
@@ -491,12 +517,15 @@ class RedisLedger:
             raise LedgerUnavailableError(f"budget ledger (Redis) unavailable: {exc}") from exc
 
     async def reserve(self, tenant: str, amount_usd: float, limits: Limits,
-                      now: datetime | None = None) -> Reservation:
+                      now: datetime | None = None, *, per_minute: int | None = None
+                      ) -> Reservation:
         now = now or utcnow()
         res = new_reservation(tenant, amount_usd, now, self.reservation_ttl_s, self.backend)
-        keys = [self._tkey(tenant, "holds"), self._tkey(tenant, "holds:exp")]
+        keys = [self._tkey(tenant, "holds"), self._tkey(tenant, "holds:exp"),
+                self._rate_key(tenant, now)]
         args: list[Any] = [res.id, res.amount_nano, int(now.timestamp() * 1000),
-                           int(res.expires_at * 1000)]
+                           int(res.expires_at * 1000),
+                           -1 if per_minute is None else per_minute, 120_000]
         for period, pid in zip(PERIODS, res.periods):
             keys.append(self._pkey(tenant, pid))
             limit = limit_nano(limits, period)
@@ -504,9 +533,14 @@ class RedisLedger:
         out = await self._call(lambda: self._reserve(keys=keys, args=args))
         if int(out[0]) == 1:
             return res
+        if int(out[0]) == 2:
+            raise rate_error(tenant, per_minute or 0, now)
         period = PERIODS[int(out[1]) - 1]
         raise budget_error(tenant, period, limit_nano(limits, period) or 0, int(out[2]),
                            int(out[3]), res.amount_nano, now)
+
+    def _rate_key(self, tenant: str, now: datetime) -> str:
+        return self._tkey(tenant, f"rl:{int(now.timestamp() // 60)}")
 
     @staticmethod
     def _ttl(period: PeriodName, now: datetime) -> int:
@@ -537,7 +571,7 @@ class RedisLedger:
 
     async def hit(self, tenant: str, per_minute: int, now: datetime | None = None) -> None:
         now = now or utcnow()
-        key = self._tkey(tenant, f"rl:{int(now.timestamp() // 60)}")
+        key = self._rate_key(tenant, now)
         out = await self._call(lambda: self._hit(keys=[key], args=[per_minute, 120_000]))
         if int(out[0]) == 0:
             raise rate_error(tenant, per_minute, now)

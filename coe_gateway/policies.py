@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,9 @@ class BudgetState:
 UNLIMITED = BudgetState()
 
 
-def affordable(costs: np.ndarray, budget: BudgetState | None) -> np.ndarray:
+def affordable(costs: np.ndarray, budget: BudgetState | None) -> npt.NDArray[np.bool_]:
     """Boolean mask (same shape as costs) of experts the budget allows at all."""
-    ok = np.isfinite(costs)
+    ok: npt.NDArray[np.bool_] = np.isfinite(costs)
     if budget is None:
         return ok
     if budget.request_cap_usd is not None:
@@ -85,7 +86,8 @@ class Policy(ABC):
                      -np.inf)
         # stable tie-break: cheaper first, then column order
         order = np.lexsort((np.arange(len(u)), costs, -u))
-        return [int(i) for i in order if np.isfinite(u[i])]
+        finite = np.isfinite(u)
+        return [int(i) for i in order if finite[i]]
 
     def choose_batch(
         self, quality: np.ndarray, confidence: np.ndarray, costs: np.ndarray,
@@ -102,15 +104,31 @@ class Policy(ABC):
 
     def with_param(self, value: float) -> Policy:
         """A copy with the sweep parameter set to ``value``."""
+        # every concrete policy is a frozen dataclass; the abstract base is not one
         return dataclasses.replace(self, **{self.sweep_param: value})  # type: ignore[type-var]
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+        """``{"kind": ..., **parameters}`` (computed once per policy: policies are frozen)."""
+        cached: dict[str, Any] | None = self.__dict__.get("_described")
+        if cached is None:
+            # every concrete policy is a frozen dataclass; the abstract base is not one
+            cached = {"kind": self.kind, **dataclasses.asdict(self)}  # type: ignore[call-overload]
+            object.__setattr__(self, "_described", cached)
+        return dict(cached)
+
+
+def _inf_for_nan(costs: np.ndarray) -> np.ndarray:
+    """``np.nan_to_num(costs, nan=np.inf)`` (unknown cost = +inf), skipped when every cost is
+    finite (the serving path: a copy-free check instead of a slow ufunc wrapper)."""
+    if np.isfinite(costs).all():
+        return costs
+    out: np.ndarray = np.nan_to_num(costs, nan=np.inf)
+    return out
 
 
 def _cost_rank(costs: np.ndarray) -> np.ndarray:
     # stable: equal costs keep column order, as in rank()
-    order = np.argsort(np.nan_to_num(costs, nan=np.inf), axis=-1, kind="stable")
+    order = np.argsort(_inf_for_nan(costs), axis=-1, kind="stable")
     return np.argsort(order, axis=-1, kind="stable")
 
 
@@ -122,7 +140,10 @@ class QualityFirst(Policy):
     sweep_param: ClassVar[str] = "min_confidence"
     min_confidence: float = 0.0
 
-    def scores(self, quality, confidence, costs, budget):  # type: ignore[no-untyped-def]
+    def scores(
+        self, quality: np.ndarray, confidence: np.ndarray, costs: np.ndarray,
+        budget: BudgetState | None,
+    ) -> np.ndarray:
         return np.where(confidence >= self.min_confidence, quality, quality - 1.0)
 
 
@@ -135,10 +156,13 @@ class CheapestAboveTarget(Policy):
     sweep_param: ClassVar[str] = "target"
     target: float = 0.7
 
-    def scores(self, quality, confidence, costs, budget):  # type: ignore[no-untyped-def]
+    def scores(
+        self, quality: np.ndarray, confidence: np.ndarray, costs: np.ndarray,
+        budget: BudgetState | None,
+    ) -> np.ndarray:
         reaches = quality >= self.target
         any_reach = reaches.any(axis=-1, keepdims=True)
-        cheap = -np.nan_to_num(costs, nan=np.inf)
+        cheap = -_inf_for_nan(costs)
         # experts that reach the target rank by cost above every expert that does not
         return np.where(any_reach, np.where(reaches, 1e6 + cheap, quality - 1e6), quality)
 
@@ -156,8 +180,12 @@ class TradeOff(Policy):
     lam: float = 1.0
     cost_scale: float = 1e-3
 
-    def scores(self, quality, confidence, costs, budget):  # type: ignore[no-untyped-def]
-        return quality - self.lam * np.nan_to_num(costs, nan=np.inf) / self.cost_scale
+    def scores(
+        self, quality: np.ndarray, confidence: np.ndarray, costs: np.ndarray,
+        budget: BudgetState | None,
+    ) -> np.ndarray:
+        u: np.ndarray = quality - self.lam * _inf_for_nan(costs) / self.cost_scale
+        return u
 
 
 @dataclass(frozen=True)
@@ -199,9 +227,13 @@ class BudgetPaced(Policy):
         lam = self.lam * max(pace, 1e-9) ** -self.gain
         return float(np.clip(lam, self.lam_min, self.lam_max))
 
-    def scores(self, quality, confidence, costs, budget):  # type: ignore[no-untyped-def]
+    def scores(
+        self, quality: np.ndarray, confidence: np.ndarray, costs: np.ndarray,
+        budget: BudgetState | None,
+    ) -> np.ndarray:
         lam = self.lam_for(budget)
-        return quality - lam * np.nan_to_num(costs, nan=np.inf) / self.cost_scale
+        u: np.ndarray = quality - lam * _inf_for_nan(costs) / self.cost_scale
+        return u
 
 
 POLICY_KINDS: Mapping[str, str] = MappingProxyType(
@@ -221,7 +253,7 @@ def build_policy(kind: str, params: Mapping[str, Any] | None = None) -> Policy:
         module, _, name = POLICY_KINDS[kind].partition(":")
     except KeyError:
         raise ValueError(f"unknown policy {kind!r}; known: {sorted(POLICY_KINDS)}") from None
-    cls = getattr(importlib.import_module(module), name)
+    cls: type[Policy] = getattr(importlib.import_module(module), name)
     try:
         return cls(**dict(params or {}))
     except TypeError as exc:

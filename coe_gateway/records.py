@@ -16,7 +16,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -184,7 +184,8 @@ def from_rows(rows: list[dict[str, Any]]) -> RecordSet:
         categories=[r.get("category") for r in rows],
         splits=[r.get("split") for r in rows],
         models=models,
-        scores=_matrix(rows, "scores", models),  # type: ignore[arg-type]
+        # validated rows all have non-empty scores, so this matrix is never None
+        scores=cast(np.ndarray, _matrix(rows, "scores", models)),
         costs=_matrix(rows, "costs_usd", models),
         output_chars=_matrix(rows, "output_chars", models),
         images=[r.get("image") for r in rows],

@@ -24,7 +24,7 @@ from coe_gateway.errors import (
     UpstreamUnavailableError,
 )
 from coe_gateway.policies import BudgetState, Policy
-from coe_gateway.protocol import ChatCompletionRequest, estimate_prompt_tokens
+from coe_gateway.protocol import ChatRequest, estimate_prompt_tokens
 from coe_gateway.routers.base import Query, Router
 from coe_gateway.routers.registry import build_router
 
@@ -104,12 +104,12 @@ class Decision:
         }
 
 
-def expected_output_tokens(expert: ExpertConfig, request: ChatCompletionRequest) -> float:
+def expected_output_tokens(expert: ExpertConfig, request: ChatRequest) -> float:
     cap = request.output_budget
     return float(min(cap, expert.mean_output_tokens) if cap else expert.mean_output_tokens)
 
 
-def max_output_tokens(expert: ExpertConfig, request: ChatCompletionRequest,
+def max_output_tokens(expert: ExpertConfig, request: ChatRequest,
                       prompt_tokens: int) -> int:
     """The most tokens the expert may generate for this request (what a budget reserves)."""
     room = max(expert.context_length - prompt_tokens, 0)
@@ -118,28 +118,45 @@ def max_output_tokens(expert: ExpertConfig, request: ChatCompletionRequest,
 
 
 def eligible_experts(
-    cfg: GatewayConfig, request: ChatCompletionRequest, prompt_tokens: int,
+    cfg: GatewayConfig, request: ChatRequest, prompt_tokens: int,
     allowed: Sequence[str] | None = None,
 ) -> list[ExpertConfig]:
-    """Experts with the capabilities and context this request needs (400 if none fits)."""
-    need = {"text"} | ({"vision"} if request.has_image() else set()) | (
-        {"tools"} if request.tools else set())
-    capable = [e for e in cfg.experts if need <= set(e.capabilities)
-               and (allowed is None or e.name in allowed)]
+    """Experts with the capabilities and context this request needs: a 400 naming what is
+    missing when no expert the caller may use offers it (an image needs ``vision``, ``tools``
+    needs ``tools``), or when the prompt fits no eligible expert's context."""
+    pool = cfg.experts if allowed is None else [cfg.expert(e) for e in allowed
+                                                if e in cfg.experts_by_name]
+    capable = [e for e in pool if "text" in e.capabilities]
     if not capable:
-        raise NoEligibleExpertError(f"no expert offers {sorted(need)} for this request")
-    fits = [e for e in capable if prompt_tokens + (request.output_budget or 1) <= e.context_length]
+        raise NoEligibleExpertError("No expert you may use answers text requests.",
+                                    param="model")
+    for need, param in (("vision", "messages") if request.has_image() else (None, None),
+                        ("tools", "tools") if request.tools else (None, None)):
+        if need is None:
+            continue
+        capable = [e for e in capable if need in e.capabilities]
+        if not capable:
+            raise NoEligibleExpertError(
+                f"This request needs the capability '{need}' ("
+                f"{'an image part' if need == 'vision' else 'tools'}), which no expert you "
+                f"may use offers; experts: {', '.join(e.name for e in pool) or 'none'}.",
+                param=param)
+    budget = request.output_budget or 1
+    fits = [e for e in capable if prompt_tokens + budget <= e.context_length]
     if not fits:
         longest = max(e.context_length for e in capable)
         raise ContextLengthError(
             f"This request needs about {prompt_tokens} prompt tokens plus "
-            f"{request.output_budget or 1} for the answer, more than the largest context "
+            f"{budget} for the answer, more than the largest context "
             f"of any eligible expert ({longest} tokens).", param="messages")
     return fits
 
 
 def _predict(router: Router, query: Query, experts: list[ExpertConfig]) -> tuple[np.ndarray, np.ndarray]:
     pred = router.predict([query])
+    if len(pred.experts) == len(experts) and all(
+            a == e.name for a, e in zip(pred.experts, experts)):  # the usual case: same order
+        return pred.quality[0], pred.confidence[0]
     known = {e: i for i, e in enumerate(pred.experts)}
     q = np.empty(len(experts))
     c = np.empty(len(experts))
@@ -152,7 +169,7 @@ def _predict(router: Router, query: Query, experts: list[ExpertConfig]) -> tuple
 
 
 async def route(
-    cfg: GatewayConfig, routers: RouterSet, policy: Policy, request: ChatCompletionRequest,
+    cfg: GatewayConfig, routers: RouterSet, policy: Policy, request: ChatRequest,
     query: Query, available: set[str], budget: BudgetState | None = None,
     allowed: Sequence[str] | None = None,
 ) -> Decision:
@@ -185,11 +202,12 @@ async def route(
             estimated_cost_usd={e.name: float(costs[j]) for j, e in enumerate(experts)})
     if not ranking:
         raise UpstreamUnavailableError("no eligible expert has a healthy replica right now")
+    ql, cl, costl = q.tolist(), c.tolist(), costs.tolist()
     return Decision(
         ranking=ranking, router=router_name, policy=policy.describe(),
-        predicted={e.name: {"quality": round(float(q[j]), 4), "confidence": round(float(c[j]), 4)}
+        predicted={e.name: {"quality": round(ql[j], 4), "confidence": round(cl[j], 4)}
                    for j, e in enumerate(experts)},
-        est_costs={e.name: float(costs[j]) for j, e in enumerate(experts)},
+        est_costs={e.name: costl[j] for j, e in enumerate(experts)},
         reason=f"router {router_name} + policy {policy.kind}",
         routing_s=time.perf_counter() - start,
     )

@@ -231,3 +231,18 @@ async def test_semantic_cache_with_the_real_encoder() -> None:
     far = await cache.lookup("acme", request_("How do I bake sourdough bread?"), settings)
     assert near is not None and near.similarity is not None and near.similarity > 0.9
     assert far is None
+
+
+def _with_image(text: str, url: str) -> dict[str, Any]:
+    return {"model": "auto", "temperature": 0.9, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]}]}
+
+
+async def test_semantic_cache_keys_images_by_content(
+        backend: Any, request: pytest.FixtureRequest) -> None:
+    # before the fix the semantic key saw only the text: another image got the same answer
+    cache = make_cache(backend, request, embedder=fake_embedder({"user: what is in it?": [1, 0, 0]}))
+    cat, dog = "data:image/png;base64,Y2F0", "data:image/png;base64,ZG9n"
+    await cache.store("acme", _with_image("what is in it?", cat), SEMANTIC, RESPONSE)
+    assert await cache.lookup("acme", _with_image("what is in it?", cat), SEMANTIC) is not None
+    assert await cache.lookup("acme", _with_image("what is in it?", dog), SEMANTIC) is None

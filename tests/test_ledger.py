@@ -175,3 +175,60 @@ async def test_redis_down_fail_open_counts_in_process() -> None:
         await opened.reserve("acme", 0.6, {"day": 1.0}, NOW)
     assert (await opened.usage("acme", {"day": 1.0}, NOW))[0].spent_usd == pytest.approx(0.6)
     await dead.close()
+
+
+async def test_reserve_admits_against_the_rate_limit_in_the_same_step(ledger: Ledger) -> None:
+    limits = {"day": 1.0}
+    for _ in range(3):
+        res = await ledger.reserve("t", 0.01, limits, NOW, per_minute=3)
+        await ledger.settle(res, 0.01)
+    with pytest.raises(RateLimitError) as info:
+        await ledger.reserve("t", 0.01, limits, NOW, per_minute=3)
+    assert info.value.extra["limit"] == "requests_per_minute"
+    # a later attempt of an admitted request does not count again
+    res = await ledger.reserve("t", 0.01, limits, NOW)
+    await ledger.settle(res, 0.0)
+    # a budget refusal still counted the request (it was made)
+    with pytest.raises(BudgetExceededError):
+        await ledger.reserve("u", 5.0, limits, NOW, per_minute=1)
+    with pytest.raises(RateLimitError):
+        await ledger.reserve("u", 0.01, limits, NOW, per_minute=1)
+
+
+class CountingRedis:
+    """A proxy of a redis.asyncio client counting the commands sent (round trips)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client, self.calls = client, 0
+
+    def register_script(self, script: str) -> object:
+        inner = self.client.register_script(script)
+
+        async def run(keys: list[str], args: list[object]) -> object:
+            self.calls += 1
+            return await inner(keys=keys, args=args)
+
+        return run
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+async def test_redis_admit_and_reserve_is_one_round_trip(redis_url: str, redis_prefix: str
+                                                         ) -> None:
+    from coe_gateway.budget import BudgetGuard, Tenant
+
+    counting = CountingRedis(aioredis.from_url(redis_url))
+    guard = BudgetGuard(RedisLedger(counting, prefix=redis_prefix))
+    tenant = Tenant(name="t", budgets={"day_usd": 1.0}, rate_limit={"requests_per_minute": 100})
+    await guard.state(tenant)  # the first state read of a tenant goes to Redis
+    counting.calls = 0
+    res = await guard.reserve(tenant, 0.01, admit=True)
+    assert counting.calls == 1  # rate limit + budget check + hold: one script
+    await guard.settle(res, 0.005)
+    assert counting.calls == 2
+    await guard.state(tenant)  # fresh state is served from memory, kept exact by this process
+    assert counting.calls == 2
+    state = await guard.state(tenant)
+    assert state.remaining_usd == pytest.approx(0.995)
+    await counting.aclose()

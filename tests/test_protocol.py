@@ -1,16 +1,16 @@
-"""Protocol models: validation, unknown fields kept, upstream body, routing text."""
+"""The request view: validation (a 400 naming the field), unknown fields kept, upstream body,
+routing text."""
 
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from coe_gateway.errors import RequestError
+from coe_gateway.protocol import ChatRequest, estimate_prompt_tokens, routing_text
 
-from coe_gateway.protocol import ChatCompletionRequest, estimate_prompt_tokens, routing_text
 
-
-def req(**kw: object) -> ChatCompletionRequest:
+def req(**kw: object) -> ChatRequest:
     base: dict[str, object] = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
-    return ChatCompletionRequest.model_validate({**base, **kw})
+    return ChatRequest({**base, **kw})
 
 
 def test_unknown_fields_are_kept_and_sent_upstream() -> None:
@@ -21,6 +21,10 @@ def test_unknown_fields_are_kept_and_sent_upstream() -> None:
     assert body["my_vendor_flag"] is True and body["top_k"] == 5
     assert body["temperature"] == 0.2
     assert "stream" not in body  # only what the caller set travels
+    streamed = req(stream=True).upstream_body("x", {"stop": ["\n"]})
+    assert streamed["stream_options"] == {"include_usage": True}  # the gateway bills by it
+    assert streamed["stop"] == ["\n"]
+    assert req(stop="END").upstream_body("x", {"stop": ["\n"]})["stop"] == "END"
 
 
 def test_coe_extension_never_goes_upstream() -> None:
@@ -30,20 +34,35 @@ def test_coe_extension_never_goes_upstream() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "param"),
     [
-        {"messages": []},
-        {"messages": [{"role": "wizard", "content": "x"}]},
-        {"temperature": "hot"},
-        {"temperature": 3},
-        {"max_tokens": 0},
-        {"model": " "},
-        {"stream": "sometimes"},
+        ({"messages": []}, "messages"),
+        ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"content": "x"}]}, "messages[0].role"),
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": 3}]}]},
+         "messages[0].content[0].text"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"temperature": 3}, "temperature"),
+        ({"temperature": True}, "temperature"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"n": 1.5}, "n"),
+        ({"model": " "}, "model"),
+        ({"stream": "sometimes"}, "stream"),
+        ({"stop": [1]}, "stop"),
+        ({"coe": {"polcy": "x"}}, "coe.polcy"),
     ],
 )
-def test_invalid_requests_raise(bad: dict[str, object]) -> None:
-    with pytest.raises(ValidationError):
+def test_invalid_requests_raise(bad: dict[str, object], param: str) -> None:
+    with pytest.raises(RequestError) as info:
         req(**bad)
+    assert info.value.status_code == 400 and info.value.param == param
+
+
+def test_parse_rejects_non_objects() -> None:
+    for raw in (b"{not json", b"[1, 2]", b'"x"'):
+        with pytest.raises(RequestError):
+            ChatRequest.parse(raw)
+    assert ChatRequest.parse(b'{"model": "m", "messages": [{"role": "user"}]}').model == "m"
 
 
 def test_content_parts_and_images() -> None:

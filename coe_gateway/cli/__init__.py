@@ -1,4 +1,4 @@
-"""The ``coe-gateway`` command line: serve | models | train | eval | profile | bench.
+"""The ``coe-gateway`` command line: serve | workers | models | train | eval | profile | bench.
 
 Each command group lives in its own module with a ``register(app)`` function; ``build_app``
 assembles them. Nothing is parsed or imported heavily at import time: each command imports
@@ -13,6 +13,7 @@ import typer
 
 COMMAND_MODULES: tuple[str, ...] = (
     "coe_gateway.cli.serve",
+    "coe_gateway.cli.workers",
     "coe_gateway.cli.models",
     "coe_gateway.cli.bench",
     "coe_gateway.cli.train",
@@ -20,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "coe_gateway.cli.profile",
     "coe_gateway.cli.keys",
     "coe_gateway.cli.bench_budget",
+    "coe_gateway.cli.bench_compare",
 )
 
 

@@ -12,7 +12,7 @@ import statistics
 import time
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 import typer
@@ -61,7 +61,7 @@ def mmlu_pro_traffic(path: Path, models: tuple[str, ...] = SIM_MODELS, seed: int
     prices = resolve_prices(list(models), spec, load_models_json(path.parent / "models.json"))
     cost_model = CostModel.fit(spec, prices, train)
     table = _category_means(train)
-    quality = np.stack([table.get(c, np.nanmean(train.scores, axis=0))
+    quality = np.stack([table.get(c, cast(np.ndarray, np.nanmean(train.scores, axis=0)))
                         for c in test.categories])  # (N, E)
     return Traffic(tuple(models), quality, test.scores, cost_model.estimate(test),
                    cost_model.realised(test))

@@ -9,11 +9,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import click
 import typer
 from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    # TyperGroup's methods take the Context of the click that typer vendors (typer._click)
+    from typer._click import Context
 
 DEFAULT_CACHE = "~/.cache/coe-gateway/eval"
 
@@ -22,7 +25,7 @@ class _RunByDefault(TyperGroup):
     """``eval SUITE.yaml`` means ``eval run SUITE.yaml``: a first argument that is not a
     subcommand (or an option) is taken as a suite path."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Context, args: list[str]) -> list[str]:
         if args and not args[0].startswith("-") and args[0] not in self.commands:
             args = ["run", *args]
         return super().parse_args(ctx, args)

@@ -24,7 +24,11 @@ def prepare(
 
     console = Console(stderr=True)
     with console.status("preparing models") as status:
-        paths = prepare_all(models_dir, progress=lambda msg: (status.update(msg), console.log(msg)))
+        def progress(msg: str) -> None:
+            status.update(msg)
+            console.log(msg)
+
+        paths = prepare_all(models_dir, progress=progress)
     for p in paths:
         typer.echo(str(p))
 

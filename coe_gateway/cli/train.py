@@ -9,9 +9,12 @@ benchmark routing decisions.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def _fail(exc: Exception) -> None:
@@ -19,7 +22,7 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
-def _progress():  # type: ignore[no-untyped-def]
+def _progress() -> Progress:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
         TimeElapsedColumn
 
@@ -59,7 +62,7 @@ def router(
         names = [e.strip() for e in experts.split(",")] if experts else None
         t0 = time.perf_counter()
         with _progress() as progress:
-            tasks: dict[str, int] = {}
+            tasks: dict[str, TaskID] = {}
 
             def report(what: str, done: int, total: int) -> None:
                 if what not in tasks:

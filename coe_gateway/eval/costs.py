@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from coe_gateway.errors import ConfigError
 from coe_gateway.eval.suite import CostSpec, Tier
@@ -75,7 +76,8 @@ def resolve_prices(
         listed = facts.get("price_usd_per_mtok")
         params = spec.active_params_b.get(m, facts.get("active_params_b"))
         if m in spec.prices:
-            out[m] = ModelPrice(*map(float, spec.prices[m]), "suite price table")
+            out[m] = ModelPrice(float(spec.prices[m][0]), float(spec.prices[m][1]),
+                                "suite price table")
         elif m in from_gateway:
             out[m] = from_gateway[m]
         elif listed is not None:
@@ -117,17 +119,19 @@ class CostModel:
             use_recorded=spec.model == "recorded-else-tokens",
         )
 
-    def prompt_tokens(self, records: RecordSet) -> np.ndarray:
+    def prompt_tokens(self, records: RecordSet) -> npt.NDArray[np.float64]:
         """(N,) prompt tokens of each query."""
         extra = records.extra_text or [""] * len(records)
         chars = np.array([len(p) + (len(x) + 1 if x else 0)
                           for p, x in zip(records.prompts, extra)], dtype=np.float64)
-        images = np.array([bool(im) for im in (records.images or [None] * len(records))])
+        images: npt.NDArray[np.bool_] = np.array(
+            [bool(im) for im in (records.images or [None] * len(records))])
         return chars / self.chars_per_token + self.image_tokens * images
 
     def _price(self, prompt: np.ndarray, output: np.ndarray) -> np.ndarray:
         # prompt (N, 1), output (N, M) or (1, M) -> (N, M) USD
-        return (prompt * self.price[:, 0] + output * self.price[:, 1]) / 1e6
+        usd: np.ndarray = (prompt * self.price[:, 0] + output * self.price[:, 1]) / 1e6
+        return usd
 
     def estimate(self, records: RecordSet) -> np.ndarray:
         """(N, M) USD the policy sees: prompt tokens and the model's mean output tokens."""

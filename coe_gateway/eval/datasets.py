@@ -22,7 +22,7 @@ import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -93,7 +93,8 @@ def concat(parts: Sequence[tuple[str, RecordSet]]) -> RecordSet:
             if value is not None:
                 block[:, [models.index(m) for m in rs.models]] = value
             blocks.append(block)
-        return np.concatenate(blocks)
+        stacked: np.ndarray = np.concatenate(blocks)
+        return stacked
 
     def join(attr: str, fill: Any) -> list[Any]:
         if not any(getattr(rs, attr) for _, rs in parts):
@@ -102,7 +103,8 @@ def concat(parts: Sequence[tuple[str, RecordSet]]) -> RecordSet:
 
     return RecordSet(
         ids=join("ids", ""), prompts=join("prompts", ""), categories=join("categories", None),
-        splits=join("splits", None), models=models, scores=stack("scores"),  # type: ignore[arg-type]
+        # every RecordSet has scores, so the stack of them is never None
+        splits=join("splits", None), models=models, scores=cast(np.ndarray, stack("scores")),
         costs=stack("costs"), output_chars=stack("output_chars"), images=join("images", None),
         extra_text=join("extra_text", ""), meta=join("meta", {}),
     )
@@ -284,7 +286,8 @@ def _groups(ids: Sequence[str], pattern: str | None) -> np.ndarray:
     every record its own group without a pattern or a match."""
     if pattern is None:
         return np.arange(len(ids))
-    rx, keys = re.compile(pattern), {}
+    rx = re.compile(pattern)
+    keys: dict[str, int] = {}
     out = np.empty(len(ids), dtype=np.int64)
     for i, rid in enumerate(ids):
         m = rx.search(rid)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 EPS = 1e-12
 
@@ -50,12 +51,14 @@ def mean_cost(costs: np.ndarray, choice: np.ndarray) -> float:
     return float(picked(costs, choice).mean())
 
 
-def oracle_choice(scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
+def oracle_choice(scores: np.ndarray, costs: np.ndarray) -> npt.NDArray[np.intp]:
     """(N,) the oracle: the best model for each query, the cheapest among ties (RouterBench's
     "Oracle"; RouteLLM's and MMR-Bench's upper bound)."""
     s = np.nan_to_num(scores, nan=0.0)
     best = s >= s.max(axis=1, keepdims=True) - EPS  # (N, M)
-    return np.argmin(np.where(best, np.nan_to_num(costs, nan=np.inf), np.inf), axis=1)
+    choice: npt.NDArray[np.intp] = np.argmin(
+        np.where(best, np.nan_to_num(costs, nan=np.inf), np.inf), axis=1)
+    return choice
 
 
 def random_choice(n: int, n_models: int, seed: int) -> np.ndarray:
@@ -69,7 +72,9 @@ def random_choice(n: int, n_models: int, seed: int) -> np.ndarray:
 def _sorted_points(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
     pts = np.column_stack([np.asarray(cost, float), np.asarray(quality, float)])  # (K, 2)
     pts = pts[np.all(np.isfinite(pts), axis=1)]
-    return pts[np.lexsort((-pts[:, 1], pts[:, 0]))]  # cost up, quality down within a cost
+    # cost up, quality down within a cost
+    ordered: np.ndarray = pts[np.lexsort((-pts[:, 1], pts[:, 0]))]
+    return ordered
 
 
 def pareto_frontier(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:

@@ -18,6 +18,8 @@ import numpy as np
 from coe_gateway.eval.metrics import hull_value
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from coe_gateway.eval.runner import CurveResult, SuiteResult
 
 PER_K = 1000.0  # plot cost per 1,000 queries
@@ -36,7 +38,7 @@ def _dense(xs: np.ndarray, per_segment: int = 40) -> np.ndarray:
     return np.concatenate([*parts, xs[-1:]])
 
 
-def _baselines(ax, result: SuiteResult) -> None:  # type: ignore[no-untyped-def]
+def _baselines(ax: Axes, result: SuiteResult) -> None:
     ref = result.reference
     singles = [b for b in result.baselines if b.kind == "single"]
     ax.scatter([b.cost * PER_K for b in singles], [b.accuracy for b in singles], s=18,

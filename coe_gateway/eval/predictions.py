@@ -60,7 +60,7 @@ def build_router(
                 raise ValueError(f"{entry.path} holds a {router.kind!r} router, not {entry.kind!r}")
             return router
         cls = router_class(entry.kind)
-        fit = getattr(cls, "fit", None)
+        fit: Callable[..., Router] | None = getattr(cls, "fit", None)
         if fit is None:
             raise ValueError(f"router kind {entry.kind!r} cannot be trained here (no fit); "
                              "give a 'path' to a saved one")
@@ -154,7 +154,7 @@ def run_router(
         return store.memory[(entry.name, split)]
     key = f"{entry.name}-{cache_key(entry, data_paths, train, test, seed)}"
     cached = store.load(key)
-    run = RouterRun(entry.name, cached, cached=True) if cached is not None else None  # type: ignore[arg-type]
+    run = RouterRun(entry.name, cached, cached=True) if cached is not None else None
     if run is None:
         t0 = time.perf_counter()
         router = build_router(entry, train_sample(train, entry.train_limit, seed), suite_path,

@@ -11,7 +11,8 @@ The routing log is JSONL, one object per routing decision::
      "outcome": 1.0, "status": 200}
 
 ``outcome`` is the answer's quality (0..1) where it became known (a grader, user feedback),
-else null. Required: ts, request_id, query, router, expert, cost_usd, latency_s, status;
+else null. Required: ts, request_id, query, expert, cost_usd, latency_s, status (``router``
+is null for a request that named its expert);
 the rest may be left out. Unknown keys are kept and ignored. A malformed line raises
 :class:`~coe_gateway.records.RecordError` naming the file, the line and the field.
 
@@ -53,7 +54,7 @@ class Decision(BaseModel):
     tenant: str | None = None
     query: str
     category: str | None = None
-    router: str
+    router: str | None = None
     policy: dict[str, Any] = Field(default_factory=dict)
     expert: str
     ranking: list[str] = Field(default_factory=list)
@@ -71,11 +72,20 @@ def _field(loc: Sequence[Any]) -> str:
 
 
 def load_log(path: str | Path) -> list[Decision]:
-    """Every decision of a routing log (JSONL, gzipped or not), validated line by line."""
+    """Every decision of a routing log (JSONL, gzipped or not), validated line by line.
+
+    The gateway logs one record per attempt; a request's decision is its ``final`` record
+    (the attempt whose answer the caller got, or the last of a failed request). Records of
+    the other attempts (``final: false``: failed before a fallback, rejected by a cascade)
+    are validated and left out here; logs written before attempts existed have no
+    ``final`` field and every line is a decision."""
     out = []
     for n, obj in iter_jsonl(path):
         try:
-            out.append(Decision.model_validate(obj))
+            decision = Decision.model_validate(obj)
+            if isinstance(obj, dict) and obj.get("final") is False:
+                continue
+            out.append(decision)
         except ValidationError as exc:
             err = exc.errors()[0]
             raise RecordError(str(path), n, _field(err["loc"]), err["msg"]) from exc

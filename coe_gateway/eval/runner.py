@@ -193,10 +193,11 @@ class _Tasks:
         self.progress = progress
 
     def start(self, description: str, total: int) -> Callable[[int], None]:
-        if self.progress is None:
+        progress = self.progress
+        if progress is None:
             return lambda n: None
-        task = self.progress.add_task(description, total=total)
-        return lambda n: self.progress.advance(task, n)  # type: ignore[union-attr]
+        task = progress.add_task(description, total=total)
+        return lambda n: progress.advance(task, n)
 
     def reporter(self, description: str) -> Callable[[int, int], None] | None:
         """A ``(done, total)`` callback for work that reports its own progress."""
@@ -241,7 +242,8 @@ def evaluate(
     store = store or PredictionStore()
     tasks = _Tasks(progress)
     base, ref = baselines(p)
-    curves, timing = [], {"routers": {}, "sweeps_s": 0.0}
+    curves: list[CurveResult] = []
+    timing: dict[str, Any] = {"routers": {}, "sweeps_s": 0.0}
     for i, entry in enumerate(p.suite.routers):
         where = f"routers[{i}]"
         run = run_router(entry, p.train, p.test, store=store, split="test",

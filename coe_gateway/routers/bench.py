@@ -12,13 +12,16 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
 
 from coe_gateway.policies import TradeOff
 from coe_gateway.routers.base import Query, Router
 from coe_gateway.routers.embedding import ENV_NO_EMBED_CACHE, minilm_path
+
+if TYPE_CHECKING:
+    from coe_gateway.records import RecordSet
 
 DEFAULT_KINDS = ("knn", "cluster", "coe", "mlp", "mf", "irt", "profile")
 FIT_RECORDS = 2000
@@ -63,6 +66,13 @@ def time_router(router: Router, texts: Sequence[str], n: int, batch: int) -> dic
             "batch_qps": done / (time.perf_counter() - t0)}
 
 
+class _Trainable(Protocol):
+    """A router class with a ``fit`` classmethod (every kind of DEFAULT_KINDS; ``fit`` is each
+    trainable kind's own, not part of the Router contract)."""
+
+    def fit(self, train: RecordSet, /, **options: Any) -> Router: ...
+
+
 def default_routers(data: str, minilm: bool) -> list[tuple[str, Router]]:
     from coe_gateway.eval.datasets import load_records
     from coe_gateway.routers.registry import router_class
@@ -70,10 +80,12 @@ def default_routers(data: str, minilm: bool) -> list[tuple[str, Router]]:
     records = load_records([data])
     small = records.subset(np.arange(min(FIT_RECORDS, len(records))))
     static = {"encoder": {"kind": "static"}}
-    out = [(kind, router_class(kind).fit(small, **static)) for kind in DEFAULT_KINDS]
+    out = [(kind, cast(_Trainable, router_class(kind)).fit(small, **static))
+           for kind in DEFAULT_KINDS]
     if minilm:
         tiny = records.subset(np.arange(min(MINILM_FIT_RECORDS, len(records))))
-        out.append(("knn", router_class("knn").fit(tiny, encoder={"threads": 1})))
+        out.append(("knn", cast(_Trainable, router_class("knn")).fit(
+            tiny, encoder={"threads": 1})))
     return out
 
 

@@ -31,7 +31,7 @@ class Cascade(Policy):
     target: float = 0.7
     min_confidence: float = 0.6
 
-    def scores(  # type: ignore[override]
+    def scores(
         self, quality: np.ndarray, confidence: np.ndarray, costs: np.ndarray,
         budget: BudgetState | None,
     ) -> np.ndarray:

@@ -35,14 +35,15 @@ def kmeans(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray
 
 def soft_assign(x: np.ndarray, centroids: np.ndarray, temperature: float) -> np.ndarray:
     """(B, K) assignment weights of unit rows x (B, D) to unit centroids (K, D)."""
-    sims = x @ centroids.T  # (B, K)
+    sims: np.ndarray = x @ centroids.T  # (B, K)
     if temperature <= 0:
         out = np.zeros_like(sims)
         out[np.arange(len(sims)), sims.argmax(axis=1)] = 1.0
         return out
     z = (sims - sims.max(axis=1, keepdims=True)) / temperature
     w = np.exp(z)
-    return w / w.sum(axis=1, keepdims=True)
+    weights: np.ndarray = w / w.sum(axis=1, keepdims=True)
+    return weights
 
 
 def cluster_stats(labels: np.ndarray, scores: np.ndarray, k: int,

@@ -26,7 +26,7 @@ Saved arrays: ``coef`` (C, D), ``intercept`` (C,), ``cat_quality`` (C, E), ``cat
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -70,7 +70,8 @@ def fit_classifier(x: np.ndarray, labels: Sequence[str], c: float = 10.0,
 
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    p: np.ndarray = e / e.sum(axis=-1, keepdims=True)
+    return p
 
 
 def category_stats(records: RecordSet, experts: Sequence[str], labels: Sequence[str],
@@ -129,7 +130,8 @@ class CoERouter(EmbeddingRouter):
         keep = [i for i, c in enumerate(train.categories) if c]
         texts, extra = read_labelled(list(opts.pop("label_files", []) or []))
         xs = [x[keep]] + ([embed_texts(texts, enc)] if texts else [])
-        labels_all = [train.categories[i] for i in keep] + extra
+        # keep holds only the records with a category
+        labels_all = [cast(str, train.categories[i]) for i in keep] + extra
         if not labels_all:
             raise ValueError("coe: no labelled queries (records without categories and no "
                              "label_files)")
@@ -168,7 +170,8 @@ class CoERouter(EmbeddingRouter):
             probs[todo] = softmax(x @ self.coef.T + self.intercept)
         for i, q in enumerate(queries):
             if known[i]:
-                probs[i, self.labels.index(q.category)] = 1.0  # type: ignore[arg-type]
+                # known: the query's category is one of the labels (so not None)
+                probs[i, self.labels.index(cast(str, q.category))] = 1.0
         return probs
 
     def predict(self, queries: Sequence[Query]) -> Prediction:

@@ -26,11 +26,12 @@ Experts whose active parameters are unknown cannot be used under a parameter bud
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 COST_SCALE = 1e-3
 
@@ -92,15 +93,17 @@ class Budget:
         return cls(str(kind), float(cap))
 
 
-def _best(utility: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+def _best(utility: np.ndarray, allowed: np.ndarray) -> npt.NDArray[np.intp]:
     """(C,) argmax over allowed experts of utility (C, E)."""
-    return np.where(allowed[None, :], utility, -np.inf).argmax(axis=1)
+    pick: npt.NDArray[np.intp] = np.where(allowed[None, :], utility, -np.inf).argmax(axis=1)
+    return pick
 
 
 def _average(utility: np.ndarray, weights: np.ndarray, params: np.ndarray, cap: float,
              allowed: np.ndarray) -> np.ndarray:
     lo, hi = 0.0, 1.0
-    mean = lambda pick: float(weights @ params[pick] / weights.sum())  # noqa: E731
+    mean: Callable[[np.ndarray], float] = (  # noqa: E731
+        lambda pick: float(weights @ params[pick] / weights.sum()))
     while mean(_best(utility - hi * params, allowed)) > cap and hi < 1e6:
         lo, hi = hi, hi * 4
     for _ in range(60):

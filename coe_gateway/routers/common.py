@@ -55,7 +55,7 @@ def shrunk_mean(total: np.ndarray, count: np.ndarray, prior: np.ndarray,
 def confidence(quality: np.ndarray, evidence: np.ndarray | None = None,
                kappa: float = 4.0) -> np.ndarray:
     """``max(q, 1 - q)``, times ``n / (n + kappa)`` when the evidence ``n`` is known."""
-    conf = np.maximum(quality, 1.0 - quality)
+    conf: np.ndarray = np.maximum(quality, 1.0 - quality)
     if evidence is not None:
         conf = conf * evidence / (evidence + kappa)
     return np.clip(conf, 0.0, 1.0)
@@ -88,7 +88,8 @@ class EmbeddingRouter(Router):
     def from_saved(cls, experts: Sequence[str], config: Mapping[str, Any],
                    arrays: Mapping[str, np.ndarray]) -> Router:
         """Constructor keywords: the saved config plus one per saved array."""
-        return cls(experts, **dict(config), **dict(arrays))
+        array_kwargs: dict[str, Any] = dict(arrays)
+        return cls(experts, **dict(config), **array_kwargs)
 
 
 class LogitsRouter(EmbeddingRouter):

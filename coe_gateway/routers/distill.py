@@ -21,9 +21,10 @@ import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 Progress = Callable[[int, int], None]
 
@@ -40,7 +41,8 @@ def _token_outputs(source: Path, batch: int, progress: Progress | None,
     tok = Tokenizer.from_file(str(source / "tokenizer.json"))
     model = AutoModel.from_pretrained(str(source)).eval()
     vocab = tok.get_vocab_size()
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    # a BERT WordPiece vocabulary (MiniLM's) always has both special tokens
+    cls_id, sep_id = cast(int, tok.token_to_id("[CLS]")), cast(int, tok.token_to_id("[SEP]"))
     out = np.zeros((vocab, model.config.hidden_size), dtype=np.float32)  # (V, H)
     todo = np.arange(vocab)
     if only_texts is not None:
@@ -76,11 +78,12 @@ def pca(x: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, comp * sign[:, None]
 
 
-def zipf_weights(vocab: int, first_word: int) -> np.ndarray:
+def zipf_weights(vocab: int, first_word: int) -> npt.NDArray[np.float32]:
     """(V,) weights growing with log rank from ``first_word`` on (frequent tokens count less)."""
     rank = np.maximum(np.arange(vocab) - first_word, 0) + 1
     w = np.log1p(rank)
-    return (w / w.max()).astype(np.float32)
+    scaled: npt.NDArray[np.float64] = w / w.max()
+    return scaled.astype(np.float32)
 
 
 def build_static_encoder(

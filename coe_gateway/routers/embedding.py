@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 
 ENV_CACHE = "COE_GATEWAY_CACHE"
 ENV_NO_EMBED_CACHE = "COE_GATEWAY_NO_EMBED_CACHE"
@@ -139,10 +140,11 @@ class Encoder(Protocol):
         ...
 
 
-def normalise(x: np.ndarray) -> np.ndarray:
+def normalise(x: np.ndarray) -> npt.NDArray[np.float32]:
     """Rows scaled to unit L2 norm (zero rows stay zero)."""
     norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+    unit: np.ndarray = x / np.maximum(norm, 1e-12)
+    return unit.astype(np.float32)
 
 
 class SentenceTransformerEncoder:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 OPTION = re.compile(r"^\(?[A-J][.)] ", re.MULTILINE)
 N_TEXT_FEATURES = 8
@@ -52,8 +53,9 @@ class Standardiser:
     def fit(cls, x: np.ndarray) -> Standardiser:
         return cls(x.mean(axis=0), x.std(axis=0) + 1e-9)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.std).astype(np.float32)
+    def __call__(self, x: np.ndarray) -> npt.NDArray[np.float32]:
+        z: np.ndarray = (x - self.mean) / self.std
+        return z.astype(np.float32)
 
 
 def ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
@@ -89,4 +91,5 @@ class DifficultyModel:
         return cls(coef, b), oof
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        return z @ self.coef + self.intercept
+        pred: np.ndarray = z @ self.coef + self.intercept
+        return pred

@@ -69,7 +69,8 @@ class MLPRouter(LogitsRouter):
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(B, E) uncalibrated logits of embeddings x (B, D)."""
         h = np.maximum(x @ self.w1 + self.b1, 0.0)  # (B, H)
-        return h @ self.w2 + self.b2  # (B, E)
+        out: np.ndarray = h @ self.w2 + self.b2  # (B, E)
+        return out
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "hidden": self.hidden, "dropout": self.dropout,

@@ -36,7 +36,8 @@ class PriorRouter(Router):
         return cls(names, {m: float(v) for m, v in zip(names, means)})
 
     def predict(self, queries: Sequence[Query]) -> Prediction:
-        q = np.broadcast_to(self.priors, (len(queries), len(self.experts))).copy()  # (B, E)
+        q = np.empty((len(queries), len(self.experts)))  # (B, E)
+        q[:] = self.priors
         return Prediction(self.experts, q, np.maximum(q, 1.0 - q))
 
     def config(self) -> dict[str, Any]:

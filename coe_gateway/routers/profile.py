@@ -47,7 +47,8 @@ GROUPS = ("cat", "clu", "band")
 
 def logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-3, 1 - 1e-3)
-    return np.log(p / (1 - p))
+    z: np.ndarray = np.log(p / (1 - p))
+    return z
 
 
 def recorded_latency(records: RecordSet, model: str) -> np.ndarray | None:

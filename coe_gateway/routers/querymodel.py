@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -55,7 +55,8 @@ class QueryModel:
         x = embed_records(train, enc)
         keep = [i for i, c in enumerate(train.categories) if c]
         texts, extra = read_labelled(list(options.pop("label_files", []) or []))
-        labelled = [train.categories[i] for i in keep] + extra
+        # keep holds only the records with a category
+        labelled = [cast(str, train.categories[i]) for i in keep] + extra
         c_reg = float(options.pop("classifier_c", 10.0))
         if len(set(labelled)) >= 2:
             xs = np.concatenate([x[keep]] + ([embed_texts(texts, enc)] if texts else []))

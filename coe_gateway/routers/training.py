@@ -63,7 +63,7 @@ def train_router(kind: str, train: RecordSet, experts: Sequence[str] | None = No
                  report: Report | None = None) -> Router:
     """Fit ``kind`` on ``train`` (embedding first, with progress)."""
     cls = router_class(kind)
-    fit = getattr(cls, "fit", None)
+    fit: Callable[..., Router] | None = getattr(cls, "fit", None)
     if fit is None:
         raise ValueError(f"router kind {kind!r} has no fit: it is configured, not trained")
     opts = dict(options or {})

@@ -1,12 +1,14 @@
 """Everything one gateway process runs, built from a config and started/stopped with the app:
-the worker supervisor (local vLLM experts), the pool (all replicas), the routers, the policy,
-metrics, the routing log and the health loop of the replicas the supervisor does not own.
+the fleet of local workers (launched by this process, or published by a ``coe-gateway
+workers`` service it attaches to), the pool (all replicas), the routers, the policy, the
+strategy, metrics, the routing log and the health loop of the remote endpoints.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 
@@ -17,24 +19,27 @@ from coe_gateway.policies import build_policy
 from coe_gateway.routing import RouterSet
 from coe_gateway.routing_log import RoutingLog
 from coe_gateway.tenancy import Tenancy
-from coe_gateway.workers.backends import Backend, HttpBackend, LiteLLMBackend
+from coe_gateway.workers.backends import Endpoint, build_backend, configured_endpoints, is_remote
+from coe_gateway.workers.fleet import Fleet, open_fleet
 from coe_gateway.workers.pool import Replica, WorkerPool
-from coe_gateway.workers.supervisor import Supervisor
 
 log = logging.getLogger("coe_gateway.server")
 
 
-def remote_backends(expert: ExpertConfig) -> list[Backend]:
-    """Backends of an expert the gateway does not launch (``openai`` or ``litellm``)."""
-    key = os.environ.get(expert.api_key_env) if expert.api_key_env else None
-    if expert.backend == "openai":
-        return [HttpBackend(f"{expert.name}#{i}", url, timeout_s=expert.timeout_s, api_key=key)
-                for i, url in enumerate(expert.urls)]
-    if expert.backend == "litellm":
-        bases = expert.urls or [None]
-        return [LiteLLMBackend(f"{expert.name}#{i}", expert.model, timeout_s=expert.timeout_s,
-                               api_key=key, api_base=base) for i, base in enumerate(bases)]
-    raise ValueError(f"expert {expert.name}: backend {expert.backend} is launched locally")
+def remote_replicas(cfg: GatewayConfig) -> list[Replica]:
+    """Replicas of the experts reached at configured endpoints (``openai``, ``litellm``):
+    one per URL (a litellm model without ``urls``: one, at the provider's default)."""
+    out = []
+    for e in cfg.experts:
+        if not is_remote(e):
+            continue
+        endpoints = configured_endpoints(e) or [Endpoint(None, _key(e))]
+        out += [Replica(e.name, i, build_backend(e, i, ep)) for i, ep in enumerate(endpoints)]
+    return out
+
+
+def _key(expert: ExpertConfig) -> str | None:
+    return os.environ.get(expert.api_key_env) if expert.api_key_env else None
 
 
 class Runtime:
@@ -44,13 +49,9 @@ class Runtime:
         self.cfg = cfg
         self.wait_ready = wait_ready
         self.metrics = GatewayMetrics()
-        self.supervisor = Supervisor(cfg, on_restart=self._restarted)
-        self.remote: list[Replica] = [
-            Replica(e.name, i, b)
-            for e in cfg.experts if e.backend != "vllm"
-            for i, b in enumerate(remote_backends(e))
-        ]
-        self.pool = WorkerPool([*self.supervisor.replicas, *self.remote])
+        self.remote = remote_replicas(cfg)
+        self.pool = WorkerPool(self.remote)
+        self.fleet: Fleet = open_fleet(cfg, self.pool, on_restart=self._restarted)
         self.routers = RouterSet(cfg.routing.routers, cfg.expert_names, cfg.routing.default_router)
         self.policy = build_policy(cfg.routing.policy.kind, cfg.routing.policy.params)
         self.routing_log = RoutingLog(cfg.routing.routing_log) if cfg.routing.routing_log else None
@@ -68,14 +69,18 @@ class Runtime:
         await asyncio.to_thread(self.routers.warm_up)
         await self.pool.check_health(self.remote)
         self._health_task = asyncio.create_task(self._health_loop(), name="coe-remote-health")
-        await self.supervisor.start(wait_ready=self.wait_ready)
+        await self.fleet.start(wait_ready=self.wait_ready)
         if not self.wait_ready:  # serve now; /ready says 503 until every worker answers
             self._ready_task = asyncio.create_task(self._log_when_ready(), name="coe-ready")
         self.update_gauges()
+        # what start-up loaded (routers, encoders, weights) lives as long as the process:
+        # move it out of the collector's sight so gen-2 collections stay short
+        gc.collect()
+        gc.freeze()
 
     async def _log_when_ready(self) -> None:
         try:
-            await self.supervisor.wait_ready(self.cfg.workers.ready_timeout_s)
+            await self.fleet.wait_ready(self.cfg.workers.ready_timeout_s)
         except RuntimeError as exc:
             log.error("%s", exc)
             return
@@ -103,7 +108,7 @@ class Runtime:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self.supervisor.stop()
+        await self.fleet.stop()
         for r in self.remote:
             await r.backend.aclose()
         if self.routing_log:

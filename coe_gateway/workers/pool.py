@@ -1,19 +1,22 @@
-"""The worker pool: every expert's replicas, and the choice of one replica per request.
+"""The worker pool: every expert's replicas, and the choice of one replica per attempt.
 
-A request for an expert goes to the healthy replica with the fewest requests in flight
-(ties: the one used least recently). Health is set by the supervisor's checks (local vLLM
-workers) or by the pool's own checks (``openai`` and ``litellm`` endpoints).
+An attempt goes to the healthy replica with the fewest requests in flight (ties: the one used
+least recently): :meth:`WorkerPool.acquire` counts it in flight, :meth:`WorkerPool.release`
+when its answer (or its whole stream) is done. Health is set by whoever owns the replica:
+the supervisor (workers this process launched), the fleet client (workers published by a
+``coe-gateway workers`` service) or the pool's own checks (``openai``/``litellm`` endpoints).
+Experts are looked up in a dict, never by scanning.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from coe_gateway.errors import UpstreamUnavailableError
-from coe_gateway.workers.backends import Backend, ChatResult
+from coe_gateway.workers.backends import Backend
 
 
 @dataclass(eq=False)
@@ -46,6 +49,12 @@ class WorkerPool:
     def add(self, replica: Replica) -> None:
         self._replicas.setdefault(replica.expert, []).append(replica)
 
+    def remove(self, replica: Replica) -> None:
+        """Take ``replica`` out of selection (attempts already on it finish)."""
+        rs = self._replicas.get(replica.expert, [])
+        if replica in rs:
+            rs.remove(replica)
+
     @property
     def experts(self) -> list[str]:
         return list(self._replicas)
@@ -53,46 +62,36 @@ class WorkerPool:
     def replicas(self, expert: str | None = None) -> list[Replica]:
         if expert is None:
             return [r for rs in self._replicas.values() for r in rs]
-        return list(self._replicas.get(expert, []))
+        return list(self._replicas.get(expert, ()))
 
     def is_available(self, expert: str) -> bool:
-        return any(r.healthy for r in self._replicas.get(expert, []))
+        return any(r.healthy for r in self._replicas.get(expert, ()))
+
+    def available(self) -> set[str]:
+        """The experts with at least one healthy replica."""
+        return {e for e, rs in self._replicas.items() if any(r.healthy for r in rs)}
 
     def pick(self, expert: str) -> Replica:
-        """The healthy replica with the fewest requests in flight."""
-        healthy = [r for r in self._replicas.get(expert, []) if r.healthy]
-        if not healthy:
+        """The healthy replica with the fewest requests in flight (503 when none)."""
+        best: Replica | None = None
+        for r in self._replicas.get(expert, ()):
+            if r.healthy and (best is None or (r.in_flight, r.last_used)
+                              < (best.in_flight, best.last_used)):
+                best = r
+        if best is None:
             raise UpstreamUnavailableError(f"expert {expert} has no healthy replica right now")
-        return min(healthy, key=lambda r: (r.in_flight, r.last_used))
+        return best
 
-    async def chat(self, expert: str, body: dict[str, Any]) -> ChatResult:
-        """Send ``body`` to a replica of ``expert``; in-flight counts last until the response
-        (or the whole stream) is done."""
+    def acquire(self, expert: str) -> Replica:
+        """:meth:`pick`, counted in flight until :meth:`release`."""
         replica = self.pick(expert)
         replica.in_flight += 1
         replica.last_used = next(self._clock)
-        try:
-            result = await replica.backend.chat(body)
-        except BaseException:
-            replica.in_flight -= 1
-            raise
-        if isinstance(result, dict):
-            replica.in_flight -= 1
-            return result
-        return self._track(replica, result)
+        return replica
 
     @staticmethod
-    async def _track(
-        replica: Replica, stream: AsyncIterator[dict[str, Any]]
-    ) -> AsyncIterator[dict[str, Any]]:
-        try:
-            async for chunk in stream:
-                yield chunk
-        finally:
-            replica.in_flight -= 1
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+    def release(replica: Replica) -> None:
+        replica.in_flight -= 1
 
     async def check_health(self, replicas: Iterable[Replica]) -> None:
         """Probe ``replicas`` and record the outcome."""

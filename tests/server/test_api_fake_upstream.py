@@ -5,8 +5,10 @@ an OpenAI-style body, dead upstreams -> 502/503/504 with the gateway still servi
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -46,6 +48,19 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
         })
         with serve_in_thread(create_app(cfg)) as url:
             yield {"url": url, "log": str(log_path)}
+
+
+def wait_for_record(path: Path, query: str, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The last routing-log record of ``query`` (the log is written by its own thread, so
+    a record lands shortly after the response)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        recs = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+        mine = [x for x in recs if x["query"] == query]
+        if mine or time.monotonic() > deadline:
+            assert mine, f"no routing-log record of {query!r} in {path}"
+            return mine[-1]
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -179,8 +194,7 @@ def test_fake_upstream_routing_log_records_decisions(
     gateway: dict[str, str], client: openai.OpenAI
 ) -> None:
     client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "log me"}])
-    lines = [json.loads(x) for x in Path(gateway["log"]).read_text().splitlines()]
-    rec = [x for x in lines if x["query"] == "log me"][-1]
+    rec = wait_for_record(Path(gateway["log"]), "log me")
     assert rec["expert"] == "strong" and rec["router"] == "prior" and rec["status"] == 200
     assert rec["completion_tokens"] == 8 and rec["cost_usd"] > 0
     assert set(rec) >= {"ts", "request_id", "predicted", "ranking", "latency_s", "outcome"}

@@ -1,8 +1,12 @@
-"""Error mapping of upstream answers, against the fake upstream over real HTTP."""
+"""Error mapping of upstream answers, and the bare-aiohttp backend against the fake upstream
+over real HTTP: bodies and SSE events as bytes, failures before and after the first byte."""
 
 from __future__ import annotations
 
-import httpx
+import asyncio
+import json
+
+import aiohttp
 import pytest
 
 from coe_gateway.errors import (
@@ -12,13 +16,16 @@ from coe_gateway.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from coe_gateway.sse import Body
 from coe_gateway.testing.fake_upstream import FakeUpstream
 from coe_gateway.testing.servers import free_port, serve_in_thread
-from coe_gateway.workers.backends import HttpBackend, map_status, map_transport
-
-
-def response(status: int, message: str) -> httpx.Response:
-    return httpx.Response(status, json={"error": {"message": message}})
+from coe_gateway.workers.backends import (
+    BACKENDS,
+    REMOTE_KINDS,
+    HttpBackend,
+    map_status,
+    map_transport,
+)
 
 
 @pytest.mark.parametrize(
@@ -34,36 +41,50 @@ def response(status: int, message: str) -> httpx.Response:
     ],
 )
 def test_status_mapping(status: int, message: str, cls: type, http: int) -> None:
-    err = map_status("e", response(status, message))
+    err = map_status("e", status, json.dumps({"error": {"message": message}}).encode())
     assert type(err) is cls
-    assert err.status_code == http  # type: ignore[attr-defined]
+    assert err.status_code == http
     assert message in str(err)
 
 
 def test_transport_mapping() -> None:
-    req = httpx.Request("POST", "http://x")
-    assert isinstance(map_transport("e", httpx.ReadTimeout("t", request=req)), UpstreamTimeoutError)
-    assert isinstance(map_transport("e", httpx.ConnectError("c", request=req)),
+    assert isinstance(map_transport("e", asyncio.TimeoutError()), UpstreamTimeoutError)
+    assert isinstance(map_transport("e", aiohttp.ServerDisconnectedError()),
                       UpstreamUnavailableError)
+    assert isinstance(map_transport("e", aiohttp.ClientPayloadError("cut")), UpstreamError)
+
+
+def test_backend_kinds_are_registered() -> None:
+    assert {"openai", "vllm", "litellm"} <= set(BACKENDS)
+    assert "vllm" not in REMOTE_KINDS and {"openai", "litellm"} <= REMOTE_KINDS
+
+
+def body(**kw: object) -> bytes:
+    return json.dumps({"model": "fake", "messages": [{"role": "user", "content": "hi"}],
+                       "max_tokens": 3, **kw}).encode()
 
 
 async def test_fake_upstream_plain_stream_and_errors() -> None:
     with serve_in_thread(FakeUpstream()) as url:
         b = HttpBackend("e", f"{url}/v1", timeout_s=0.5)
-        body = {"model": "fake", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
-        out = await b.chat(body)
-        assert isinstance(out, dict) and out["choices"][0]["message"]["content"] == "echo echo echo"
-        stream = await b.chat({**body, "stream": True})
-        chunks = [c async for c in stream]  # type: ignore[union-attr]
-        assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks
-                       if c["choices"]) == "echo echo echo"
+        out = await b.chat(body(), stream=False)
+        assert isinstance(out, Body)
+        assert out.json()["choices"][0]["message"]["content"] == "echo echo echo"
+        stream = await b.chat(body(stream=True), stream=True)
+        assert not isinstance(stream, Body)
+        events = [e async for e in stream]
+        assert all(e.raw.startswith(b"data: ") and e.raw.endswith(b"\n\n") for e in events)
+        assert not any(e.is_done for e in events)  # [DONE] is the gateway's to send
+        text = "".join(c["choices"][0]["delta"].get("content", "")
+                       for c in (e.json() for e in events) if c["choices"])
+        assert text == "echo echo echo"
         with pytest.raises(UpstreamError):
-            await b.chat({**body, "messages": [{"role": "user", "content": "fail:500"}]})
+            await b.chat(body(messages=[{"role": "user", "content": "fail:500"}]), stream=False)
         with pytest.raises(UpstreamUnavailableError):  # a streamed 503 fails before any byte
-            await b.chat({**body, "stream": True,
-                          "messages": [{"role": "user", "content": "fail:503"}]})
+            await b.chat(body(stream=True, messages=[{"role": "user", "content": "fail:503"}]),
+                         stream=True)
         with pytest.raises(UpstreamTimeoutError):
-            await b.chat({**body, "messages": [{"role": "user", "content": "sleep:2"}]})
+            await b.chat(body(messages=[{"role": "user", "content": "sleep:2"}]), stream=False)
         assert await b.health()
         await b.aclose()
 
@@ -71,6 +92,6 @@ async def test_fake_upstream_plain_stream_and_errors() -> None:
 async def test_unreachable_endpoint_is_unavailable() -> None:
     b = HttpBackend("e", f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(UpstreamUnavailableError):
-        await b.chat({"model": "x", "messages": []})
+        await b.chat(body(), stream=False)
     assert not await b.health()
     await b.aclose()

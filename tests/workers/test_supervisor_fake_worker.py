@@ -14,29 +14,15 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 from coe_gateway.config import GatewayConfig
+from coe_gateway.testing.fake_workers import fake_python
 from coe_gateway.testing.servers import pid_alive
-from coe_gateway.workers.supervisor import Supervisor, worker_argv, worker_env
-
-FAKE_PY = textwrap.dedent(
-    """\
-    #!{python}
-    # A stand-in interpreter: ignores "-m vllm..." and serves the fake upstream on --port.
-    import sys, uvicorn
-    from coe_gateway.testing.fake_upstream import FakeUpstream
-    args = sys.argv[1:]
-    port = int(args[args.index("--port") + 1])
-    uvicorn.run(FakeUpstream(), host="127.0.0.1", port=port, log_level="warning")
-    """
-)
+from coe_gateway.workers.kinds import WORKER_KINDS
+from coe_gateway.workers.supervisor import Supervisor
 
 
 def config(tmp_path: Path, replicas: int = 2) -> GatewayConfig:
-    fake = tmp_path / "fakepy"
-    fake.write_text(FAKE_PY.format(python=sys.executable))
-    fake.chmod(0o755)
+    fake = fake_python(tmp_path)
     return GatewayConfig.model_validate({
         "experts": [{"name": "e", "backend": "vllm", "model": "m", "replicas": replicas,
                      "cpu_threads": ["0", "1"][:replicas]}],
@@ -45,21 +31,23 @@ def config(tmp_path: Path, replicas: int = 2) -> GatewayConfig:
     })
 
 
-
-def test_worker_command_line_and_env(tmp_path: Path) -> None:
+def test_vllm_worker_kind_command_line_and_env(tmp_path: Path) -> None:
+    vllm = WORKER_KINDS["vllm"]
     cfg = config(tmp_path)
     e = cfg.experts[0]
-    argv = worker_argv(cfg, e, 1, 8123)
+    argv = vllm.argv(cfg, e, 1, 8123)
     assert argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]
     assert argv[argv.index("--port") + 1] == "8123"
     assert argv[argv.index("--max-model-len") + 1] == str(e.context_length)
-    env = worker_env(e, 1)
+    env = vllm.env(e, 1)
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "1" and env["HF_HUB_OFFLINE"] == "1"
     gpu = GatewayConfig.model_validate({"experts": [
         {"name": "g", "backend": "vllm", "model": "m", "replicas": 2, "gpus": [[0, 1], [2, 3]]}]})
     g = gpu.experts[0]
-    assert worker_env(g, 1)["CUDA_VISIBLE_DEVICES"] == "2,3"
-    assert "--tensor-parallel-size" in worker_argv(gpu, g, 1, 1)
+    assert vllm.env(g, 1)["CUDA_VISIBLE_DEVICES"] == "2,3"
+    assert "--tensor-parallel-size" in vllm.argv(gpu, g, 1, 1)
+    assert vllm.health_url(8123) == "http://127.0.0.1:8123/health"
+    assert vllm.base_url(8123) == "http://127.0.0.1:8123/v1"
 
 
 async def test_fake_worker_crash_is_restarted_and_stop_leaves_nothing(tmp_path: Path) -> None:
@@ -116,3 +104,57 @@ def test_fake_worker_dies_with_a_killed_gateway(tmp_path: Path) -> None:
         assert not pid_alive(worker_pid)
     finally:
         owner.kill()
+
+
+LEAVES_A_CHILD = textwrap.dedent(
+    """\
+    #!{python}
+    # Like the fake interpreter, but first starts a child in its process group (as vLLM
+    # starts its engine core) and writes the child's pid next to this script.
+    import subprocess, sys, uvicorn
+    from pathlib import Path
+    from coe_gateway.testing.fake_upstream import FakeUpstream
+    child = subprocess.Popen(["sleep", "600"])
+    (Path(sys.argv[0]).parent / "child.pid").write_text(str(child.pid))
+    args = sys.argv[1:]
+    port = int(args[args.index("--port") + 1])
+    uvicorn.run(FakeUpstream(), host="127.0.0.1", port=port, log_level="warning")
+    """
+)
+
+
+async def test_fake_worker_killed_alone_takes_its_process_group_along(tmp_path: Path) -> None:
+    """vLLM's engine processes outlive a SIGKILLed API server: the supervisor kills the
+    rest of a dead worker's process group before restarting it."""
+    script = tmp_path / "leaves-a-child"
+    script.write_text(LEAVES_A_CHILD.format(python=sys.executable))
+    script.chmod(0o755)
+    cfg = config(tmp_path, replicas=1)
+    cfg = cfg.model_copy(update={"workers": cfg.workers.model_copy(
+        update={"python": str(script)})})
+    sup = Supervisor(cfg)
+    await sup.start(wait_ready=True)
+    try:
+        (w,) = sup.workers
+        orphan = int((tmp_path / "child.pid").read_text())
+        assert pid_alive(orphan)
+        os.kill(w.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while not (w.restarts == 1 and w.replica.healthy):
+            assert time.monotonic() < deadline, "worker was not restarted"
+            await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 10
+        while _running(orphan) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert not _running(orphan)
+    finally:
+        await sup.stop()
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for init)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
