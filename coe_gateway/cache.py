@@ -219,7 +219,7 @@ class RedisBackend:
     def from_url(cls, url: str) -> RedisBackend:
         from coe_gateway.redis_client import connect
 
-        return cls(connect(url, connect_timeout_s=0.25, timeout_s=0.5, wait_s=0.5,
+        return cls(connect(url, connect_timeout_s=0.25, timeout_s=0.5,
                            decode_responses=False))
 
     async def get(self, key: str) -> bytes | None:

@@ -31,6 +31,7 @@ from coe_gateway.budget import ANONYMOUS, Tenant, check_expert_allowed, resolve_
 from coe_gateway.cache import CacheHit
 from coe_gateway.config import GatewayConfig
 from coe_gateway.errors import BudgetExceededError, GatewayError
+from coe_gateway.ids import IdSource
 from coe_gateway.metrics import GatewayMetrics
 from coe_gateway.policies import Policy
 from coe_gateway.protocol import ChatRequest, routing_text
@@ -60,6 +61,7 @@ class Gateway:
         spec = cfg.routing.strategy
         self.strategy = build_strategy(spec.kind, spec.params, fallbacks=cfg.routing.fallbacks)
         self.single = build_strategy("single")
+        self.ids = IdSource()
 
     def available_experts(self) -> set[str]:
         return self.pool.available()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol, TypeVar
 
 from coe_gateway.errors import BudgetExceededError, GatewayError, RateLimitError
+from coe_gateway.ids import IdSource
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +146,10 @@ class Reservation:
 
 
 def new_reservation(tenant: str, amount_usd: float, now: datetime, ttl_s: float,
-                    backend: str) -> Reservation:
+                    backend: str, rid: str) -> Reservation:
     ts = now.timestamp()
     return Reservation(
-        tenant=tenant, id=os.urandom(16).hex(), amount_nano=to_nano(amount_usd, up=True),
+        tenant=tenant, id=rid, amount_nano=to_nano(amount_usd, up=True),
         periods=period_ids(now.year, now.month, now.day) if now.tzinfo is UTC else tuple(
             period_id(p, now) for p in PERIODS),
         created_at=ts, expires_at=ts + ttl_s, backend=backend,
@@ -242,6 +242,7 @@ class InMemoryLedger:
 
     def __init__(self, reservation_ttl_s: float = 900.0) -> None:
         self.reservation_ttl_s = reservation_ttl_s
+        self._ids = IdSource()
         self._spent: dict[tuple[str, str], int] = {}
         self._reserved: dict[tuple[str, str], int] = {}
         self._holds: dict[str, Reservation] = {}
@@ -263,7 +264,8 @@ class InMemoryLedger:
         if per_minute is not None:
             await self.hit(tenant, per_minute, now)
         self._purge(now.timestamp())
-        res = new_reservation(tenant, amount_usd, now, self.reservation_ttl_s, self.backend)
+        res = new_reservation(tenant, amount_usd, now, self.reservation_ttl_s, self.backend,
+                              self._ids())
         for period, pid in zip(PERIODS, res.periods):
             limit = limit_nano(limits, period)
             spent = self._spent.get((tenant, pid), 0)
@@ -489,6 +491,7 @@ class RedisLedger:
         self.redis = redis
         self.prefix = prefix
         self.reservation_ttl_s = reservation_ttl_s
+        self._ids = IdSource()
         self._reserve = redis.register_script(_RESERVE)
         self._settle = redis.register_script(_SETTLE)
         self._usage = redis.register_script(_USAGE)
@@ -520,7 +523,8 @@ class RedisLedger:
                       now: datetime | None = None, *, per_minute: int | None = None
                       ) -> Reservation:
         now = now or utcnow()
-        res = new_reservation(tenant, amount_usd, now, self.reservation_ttl_s, self.backend)
+        res = new_reservation(tenant, amount_usd, now, self.reservation_ttl_s, self.backend,
+                              self._ids())
         keys = [self._tkey(tenant, "holds"), self._tkey(tenant, "holds:exp"),
                 self._rate_key(tenant, now)]
         args: list[Any] = [res.id, res.amount_nano, int(now.timestamp() * 1000),

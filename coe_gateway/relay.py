@@ -14,7 +14,6 @@ plus one token per content event (``usage_estimated`` in its attempt).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -74,7 +73,7 @@ class Recorder:
                  start: float, cache: CacheStep) -> None:
         self.gw, self.ex, self.query, self.strategy = gw, ex, query, strategy
         self.start, self.cache = start, cache
-        self.request_id = os.urandom(16).hex()
+        self.request_id = gw.ids()
 
     def extension(self, answered: Attempt) -> dict[str, Any]:
         """The ``coe_routing`` field: the decision, the strategy and every attempt."""
