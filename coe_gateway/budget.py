@@ -38,7 +38,6 @@ from coe_gateway.errors import (
     RequestError,
 )
 from coe_gateway.ledger import (
-    PERIODS,
     Ledger,
     PeriodUsage,
     Reservation,
