@@ -124,7 +124,9 @@ class Gateway:
         return resolve_policy(tenant, self.cfg.routing.policy, override)
 
     def _strategy(self, request: ChatRequest, decision: Decision) -> Strategy:
-        """``single`` for a named expert; the request's ``coe.strategy``; the configured one."""
+        """``single`` for a named expert; the request's ``coe.strategy``; the configured one.
+        ``coe.params`` go to the request's strategy only when it overrides no policy (the
+        extension has one ``params`` field; a policy override takes it)."""
         if decision.router is None:
             return self.single
         kind = request.coe.strategy if request.coe else None
