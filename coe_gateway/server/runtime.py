@@ -19,8 +19,9 @@ from coe_gateway.policies import build_policy
 from coe_gateway.routing import RouterSet
 from coe_gateway.routing_log import RoutingLog
 from coe_gateway.tenancy import Tenancy
-from coe_gateway.workers.backends import Endpoint, build_backend, configured_endpoints, is_remote
+from coe_gateway.workers.backends import Endpoint, build_backend, configured_endpoints
 from coe_gateway.workers.fleet import Fleet, open_fleet
+from coe_gateway.workers.kinds import is_local
 from coe_gateway.workers.pool import Replica, WorkerPool
 
 log = logging.getLogger("coe_gateway.server")
@@ -31,7 +32,7 @@ def remote_replicas(cfg: GatewayConfig) -> list[Replica]:
     one per URL (a litellm model without ``urls``: one, at the provider's default)."""
     out = []
     for e in cfg.experts:
-        if not is_remote(e):
+        if is_local(e):
             continue
         endpoints = configured_endpoints(e) or [Endpoint(None, _key(e))]
         out += [Replica(e.name, i, build_backend(e, i, ep)) for i, ep in enumerate(endpoints)]

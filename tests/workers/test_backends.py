@@ -21,7 +21,6 @@ from coe_gateway.testing.fake_upstream import FakeUpstream
 from coe_gateway.testing.servers import free_port, serve_in_thread
 from coe_gateway.workers.backends import (
     BACKENDS,
-    REMOTE_KINDS,
     HttpBackend,
     map_status,
     map_transport,
@@ -56,7 +55,9 @@ def test_transport_mapping() -> None:
 
 def test_backend_kinds_are_registered() -> None:
     assert {"openai", "vllm", "litellm"} <= set(BACKENDS)
-    assert "vllm" not in REMOTE_KINDS and {"openai", "litellm"} <= REMOTE_KINDS
+    from coe_gateway.workers.kinds import WORKER_KINDS
+
+    assert "vllm" in WORKER_KINDS and not {"openai", "litellm"} & set(WORKER_KINDS)
 
 
 def body(**kw: object) -> bytes:

@@ -8,10 +8,8 @@ from coe_gateway.workers.backends.base import (
     ChatResult,
     Endpoint,
     EventStream,
-    REMOTE_KINDS,
     build_backend,
     configured_endpoints,
-    is_remote,
     register_backend,
 )
 from coe_gateway.workers.backends.errors import map_status, map_transport
@@ -20,6 +18,6 @@ from coe_gateway.workers.backends.litellm import LiteLLMBackend
 
 __all__ = [
     "BACKENDS", "Backend", "ChatResult", "Endpoint", "EventStream", "HttpBackend",
-    "LiteLLMBackend", "REMOTE_KINDS", "build_backend", "configured_endpoints", "is_remote", "map_status", "map_transport",
+    "LiteLLMBackend", "build_backend", "configured_endpoints", "map_status", "map_transport",
     "register_backend",
 ]

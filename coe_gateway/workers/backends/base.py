@@ -59,28 +59,18 @@ class Endpoint:
 BackendFactory = Callable[[ExpertConfig, int, Endpoint], Backend]
 BACKENDS: dict[str, BackendFactory] = {}
 """Backend kind -> factory. Filled by :func:`register_backend` at import of each kind."""
-REMOTE_KINDS: set[str] = set()
-"""Kinds reached at endpoints the config names (no local worker runs them)."""
 
 
-def register_backend(kind: str, *, remote: bool = True
-                     ) -> Callable[[BackendFactory], BackendFactory]:
-    """Decorator: make ``factory`` the backend of experts with ``backend: <kind>``.
-    ``remote=False`` for kinds served by local workers (launched by the workers service,
-    which publishes their endpoints)."""
+def register_backend(kind: str) -> Callable[[BackendFactory], BackendFactory]:
+    """Decorator: make ``factory`` the backend of experts with ``backend: <kind>``. Whether
+    such an expert is launched locally is for the worker-kind registry to say
+    (:func:`coe_gateway.workers.kinds.is_local`)."""
 
     def add(factory: BackendFactory) -> BackendFactory:
         BACKENDS[kind] = factory
-        if remote:
-            REMOTE_KINDS.add(kind)
         return factory
 
     return add
-
-
-def is_remote(expert: ExpertConfig) -> bool:
-    """Whether the expert is reached at configured endpoints (else: local workers)."""
-    return expert.backend in REMOTE_KINDS
 
 
 def build_backend(expert: ExpertConfig, index: int, endpoint: Endpoint) -> Backend:

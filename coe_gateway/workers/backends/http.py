@@ -111,7 +111,7 @@ class HttpBackend(Backend):
 
 
 @register_backend("openai")
-@register_backend("vllm", remote=False)
+@register_backend("vllm")
 def http_backend(expert: ExpertConfig, index: int, endpoint: Endpoint) -> Backend:
     """``openai`` endpoints and our own vLLM workers speak the same HTTP API."""
     if endpoint.url is None:
