@@ -130,6 +130,17 @@ class Tenant(Strict):
     allowed_policies: list[str] | None = None
     quality_target: float | None = Field(None, ge=0, le=1)
     cache: TenantCache = TenantCache()
+    answer: str | None = Field(None, description="the answer extractor a cascade uses for "
+                               "this tenant's requests (a request's coe.answer overrides it)")
+
+    @field_validator("answer")
+    @classmethod
+    def _known_answer(cls, value: str | None) -> str | None:
+        from coe_gateway.answers import EXTRACTORS
+
+        if value is not None and value not in EXTRACTORS:
+            raise ValueError(f"unknown answer extractor {value!r}; known: {sorted(EXTRACTORS)}")
+        return value
 
     @field_validator("allowed_policies")
     @classmethod

@@ -69,6 +69,10 @@ class GatewayMetrics:
         self.fallbacks = Family(Counter(
             "coe_fallbacks_total", "Requests moved to a fallback expert",
             ["from_expert", "to_expert"], registry=r))
+        self.cascade = Family(Counter(
+            "coe_cascade_steps_total", "Cascade checks by strategy, tier and outcome "
+            "(accepted, escalated, skipped: the router was confident, voted: the last tier "
+            "decided by vote)", ["strategy", "tier", "outcome"], registry=r))
         self.errors = Family(Counter(
             "coe_errors_total", "Errors returned to callers", ["type", "code"], registry=r))
         self.worker_restarts = Family(Counter(

@@ -113,23 +113,32 @@ class RoutingOptions:
     router: str | None = None
     category: str | None = None
     strategy: str | None = None
+    answer: str | None = None  # the answer extractor a cascade compares answers with
 
     @classmethod
     def parse(cls, value: Any) -> RoutingOptions:
         if not isinstance(value, dict):
             raise _invalid("coe", "must be an object", value)
-        unknown = sorted(set(value) - {"policy", "params", "router", "category", "strategy"})
+        unknown = sorted(set(value) - {"policy", "params", "router", "category", "strategy",
+                                       "answer"})
         if unknown:
             raise RequestError(f"Invalid value for 'coe': unknown field '{unknown[0]}'",
                                param=f"coe.{unknown[0]}")
-        for key in ("policy", "router", "category", "strategy"):
+        for key in ("policy", "router", "category", "strategy", "answer"):
             if value.get(key) is not None and not isinstance(value[key], str):
                 raise _invalid(f"coe.{key}", "must be a string", value[key])
         params = value.get("params") or {}
         if not isinstance(params, dict):
             raise _invalid("coe.params", "must be an object", params)
+        answer = value.get("answer")
+        if answer is not None:
+            from coe_gateway.answers import EXTRACTORS
+
+            if answer not in EXTRACTORS:
+                raise RequestError(f"Unknown answer extractor '{answer}'; known: "
+                                   f"{', '.join(sorted(EXTRACTORS))}", param="coe.answer")
         return cls(value.get("policy"), params, value.get("router"), value.get("category"),
-                   value.get("strategy"))
+                   value.get("strategy"), answer)
 
 
 def _check_message(i: int, m: Any) -> None:

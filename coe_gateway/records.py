@@ -38,6 +38,8 @@ class RecordSet:
     scores:       (N, M) float, NaN where missing
     costs:        (N, M) float USD or None when the source recorded no cost
     output_chars: (N, M) float or None
+    answers:      per record {model: final answer or its whole response, None where none
+                  was parsed}; empty when the source has no answers (what cascades compare)
     """
 
     ids: list[str]
@@ -51,6 +53,7 @@ class RecordSet:
     images: list[str | None] = field(default_factory=list)
     extra_text: list[str] = field(default_factory=list)
     meta: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[dict[str, str | None]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -68,6 +71,7 @@ class RecordSet:
             costs=None if self.costs is None else self.costs[idx],
             output_chars=None if self.output_chars is None else self.output_chars[idx],
             images=pick(self.images), extra_text=pick(self.extra_text), meta=pick(self.meta),
+            answers=pick(self.answers),
         )
 
     def select_models(self, models: Sequence[str]) -> RecordSet:
@@ -137,6 +141,14 @@ def _check_record(path: str, n: int, obj: dict[str, Any]) -> None:
             raise RecordError(path, n, f"scores.{model}", f"must be in 0..1, got {v}")
     if obj.get("category") is not None and not isinstance(obj["category"], str):
         raise RecordError(path, n, "category", "must be a string or null")
+    answers = obj.get("answers")
+    if answers is not None:
+        if not isinstance(answers, dict):
+            raise RecordError(path, n, "answers", "must be an object of model -> string")
+        for model, v in answers.items():
+            if v is not None and not isinstance(v, str):
+                raise RecordError(path, n, f"answers.{model}", f"must be a string or null, "
+                                  f"got {v!r}")
 
 
 def load_jsonl(path: str | Path) -> RecordSet:
@@ -191,4 +203,6 @@ def from_rows(rows: list[dict[str, Any]]) -> RecordSet:
         images=[r.get("image") for r in rows],
         extra_text=extra if any(extra) else [],
         meta=[r.get("meta") or {} for r in rows],
+        answers=[r.get("answers") or {} for r in rows] if any(r.get("answers") for r in rows)
+        else [],
     )

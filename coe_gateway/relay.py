@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from coe_gateway.cache import CacheHit
+from coe_gateway.cache import CacheHit, response_to_chunks
 from coe_gateway.errors import GatewayError, UpstreamError
 from coe_gateway.protocol import ChatRequest, estimate_prompt_tokens
 from coe_gateway.routers.base import Query
@@ -76,11 +76,23 @@ class Recorder:
         self.request_id = gw.ids()
 
     def extension(self, answered: Attempt) -> dict[str, Any]:
-        """The ``coe_routing`` field: the decision, the strategy and every attempt."""
+        """The ``coe_routing`` field: the decision, the strategy, every attempt and, for a
+        cascade, its trace (tiers, extracted answers, agreement, the reason)."""
         ext = self.ex.decision.extension(answered.expert)
-        ext["strategy"] = self.strategy
+        ext["strategy"] = self.described
         ext["attempts"] = [a.view() for a in self.ex.attempts]
+        trace = self.ex.trace
+        if trace:
+            ext["cascade"] = trace
+            if trace.get("reason"):
+                ext["reason"] = f"{ext['reason']}; {self.strategy['kind']}: {trace['reason']}"
         return ext
+
+    @property
+    def described(self) -> dict[str, Any]:
+        """The strategy as configured, with the answer kind a cascade resolved."""
+        kind = self.ex.trace.get("answer_kind")
+        return {**self.strategy, "answer": kind} if kind else self.strategy
 
     def done(self, status: int, answered: Attempt | None = None) -> None:
         """Count the request and write its attempts' records (its attempts all ended)."""
@@ -100,19 +112,24 @@ class Recorder:
         final = answered or (attempts[-1] if attempts else None)
         base = {"ts": now, "request_id": self.request_id, "tenant": self.ex.tenant.name,
                 "query": self.query.text, "category": self.query.category,
-                "router": d.router, "policy": d.policy, "strategy": self.strategy,
+                "router": d.router, "policy": d.policy, "strategy": self.described,
                 "ranking": d.ranking, "predicted": d.predicted, "outcome": None}
+        if self.ex.trace:
+            base["cascade"] = self.ex.trace
         return [{**base, "expert": a.expert, "attempt": a.index, "verdict": a.verdict,
-                 "final": a is final, "purpose": a.purpose, "cost_usd": a.cost_usd,
+                 "final": a is final, "purpose": a.purpose, "stream": a.stream,
+                 "cost_usd": a.cost_usd,
                  "latency_s": round(a.latency_s, 6), "prompt_tokens": a.usage.prompt_tokens,
                  "completion_tokens": a.usage.completion_tokens, "status": a.status,
-                 "error": a.error} for a in attempts]
+                 "error": a.error, **({"note": a.note} if a.note else {})} for a in attempts]
 
 
 async def body_reply(rec: Recorder, outcome: Outcome, cache_state: str | None) -> Reply:
-    """The accepted body with the routing extension (and the expert's name) in it."""
+    """The accepted body with the routing extension (and the expert's name) in it; for a
+    streaming caller (a cascade's accepted answer came whole) replayed as SSE events."""
     assert outcome.body is not None
     a = outcome.attempt
+    await rec.ex.close()
     ext = rec.extension(a)
     obj = outcome.body.json()
     upstream_model = obj.get("model") if isinstance(obj, dict) else None
@@ -120,11 +137,17 @@ async def body_reply(rec: Recorder, outcome: Outcome, cache_state: str | None) -
     if isinstance(upstream_model, str):
         raw = Renamer(upstream_model, a.expert)(raw)
     body = splice_front(raw, b"coe_routing", dumps(ext))
-    reply = Reply(rec.ex.decision, a.expert, body=body, request_id=rec.request_id,
-                  cache=cache_state)
+    reply = Reply(rec.ex.decision, a.expert, request_id=rec.request_id, cache=cache_state)
+    if rec.ex.request.stream and isinstance(obj, dict):
+        response = {**obj, "model": a.expert, "coe_routing": ext}
+        reply.stream = _replay([Event.of(c).raw for c in response_to_chunks(
+            response, rec.ex.request.wants_usage)])
+    else:
+        reply.body = body
     rec.done(200, a)
     if rec.cache.wanted and isinstance(obj, dict):
-        await rec.cache.store({**obj, "model": a.expert, "coe_routing": ext}, raw=body)
+        await rec.cache.store({**obj, "model": a.expert, "coe_routing": ext},
+                              raw=None if rec.ex.request.stream else body)
     return reply
 
 
@@ -195,6 +218,7 @@ async def _end(rec: Recorder, a: Attempt, status: int, usage: Any, rest: Any) ->
         except Exception:  # noqa: BLE001 - closing a broken upstream stream
             pass
     await rec.ex.finish(a, status, usage=usage)
+    await rec.ex.close()
     rec.done(status, a if status == 200 else None)
 
 

@@ -40,5 +40,24 @@ def overhead(
     Console().print(table)
 
 
+def check(n: int = typer.Option(10000, help="checks per extractor kind")) -> None:
+    """The decision latency a cascade adds per tier: extracting three answers and tallying
+    them (p50, p99 in microseconds per extractor kind)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from coe_gateway.answers.bench import bench_check
+
+    figures = bench_check(n)
+    table = Table(title=f"cascade check: extract 3 answers + tally ({n} checks)")
+    for col in ("extractor", "p50 us", "p99 us"):
+        table.add_column(col, justify="right")
+    for kind in sorted({k.split(".")[0] for k in figures}):
+        table.add_row(kind, f"{figures[kind + '.p50_us']:.1f}",
+                      f"{figures[kind + '.p99_us']:.1f}")
+    Console().print(table)
+
+
 def register(app: typer.Typer) -> None:
     bench_app(app).command("overhead")(overhead)
+    bench_app(app).command("check")(check)

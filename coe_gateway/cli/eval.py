@@ -3,6 +3,7 @@
     coe-gateway eval SUITE.yaml [SUITE.yaml ...] [--out DIR]   (same as ``eval run``)
     coe-gateway eval replay LOG.jsonl [--out DIR] [--records OUT.jsonl]
     coe-gateway eval summary eval/reports
+    coe-gateway eval seeds SUITE.yaml [--seed 0 --seed 1 ...] [--router NAME ...]
     coe-gateway eval bench [--suite eval/mmlu_pro.yaml] [--points 50]
 """
 
@@ -131,12 +132,47 @@ def bench(
     Console().print(table)
 
 
+def seeds(
+    suite: Annotated[Path, typer.Argument(help="suite YAML", exists=True, dir_okay=False)],
+    seed: Annotated[list[int] | None, typer.Option(help="split seeds (repeat; default 0-4)")
+                    ] = None,
+    router: Annotated[list[str] | None, typer.Option(help="routers of the suite to use "
+                                                     "(repeat; default: all)")] = None,
+    out: Annotated[Path | None, typer.Option(help="also write the table (Markdown)")] = None,
+    cache_dir: Annotated[str, typer.Option(help="router prediction cache")] = DEFAULT_CACHE,
+) -> None:
+    """Run a suite over several split seeds; print each curve's peak accuracy and cost to
+    match the best single model, per seed and mean ± sd."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from coe_gateway.config import expand
+    from coe_gateway.errors import ConfigError
+    from coe_gateway.eval.seeds import run_seeds, to_markdown
+    from coe_gateway.records import RecordError
+
+    console = Console()
+    try:
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=True) as progress:
+            fig = run_seeds(suite, seed or [0, 1, 2, 3, 4], router, expand(cache_dir),
+                            progress)
+    except (ConfigError, RecordError) as exc:
+        _fail(exc)
+    table = to_markdown(fig)
+    typer.echo(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table, encoding="utf-8")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``eval`` command group."""
     group = typer.Typer(cls=_RunByDefault, no_args_is_help=True,
                         help="Offline evaluation of routing policies (suites, replay, bench).")
     group.command("run")(run)
     group.command("replay")(replay)
+    group.command("seeds")(seeds)
     group.command("summary")(summary)
     group.command("bench")(bench)
     app.add_typer(group, name="eval")

@@ -107,6 +107,7 @@ def concat(parts: Sequence[tuple[str, RecordSet]]) -> RecordSet:
         splits=join("splits", None), models=models, scores=cast(np.ndarray, stack("scores")),
         costs=stack("costs"), output_chars=stack("output_chars"), images=join("images", None),
         extra_text=join("extra_text", ""), meta=join("meta", {}),
+        answers=join("answers", {}),
     )
 
 
@@ -197,6 +198,8 @@ def routerbench_rows(
             "scores": {m: v for m, v in scores.items() if not math.isnan(v)},
             "costs_usd": {m: v for m, v in costs.items() if not math.isnan(v)},
             "output_chars": outputs,
+            "answers": {m: _turns(row[f"{m}|model_response"]) for m in models
+                        if not _blank(row.get(f"{m}|model_response"))},
             "meta": {k: row[k] for k in ("sample_id", "oracle_model_to_route_to")
                      if k in columns and not _blank(row.get(k))},
         })

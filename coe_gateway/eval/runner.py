@@ -28,7 +28,8 @@ from coe_gateway.eval.datasets import (
     split_indices,
 )
 from coe_gateway.eval.predictions import PredictionStore, run_router
-from coe_gateway.eval.suite import Suite, SuitePolicy, load_suite
+from coe_gateway.eval.offline import strategy_point, sweep_strategy
+from coe_gateway.eval.suite import Suite, SuitePolicy, SuiteStrategy, load_suite
 from coe_gateway.eval.sweep import (
     Arrays,
     Point,
@@ -235,6 +236,49 @@ def _policy_curves(
                        operating, points, hull, values_, elapsed)
 
 
+def _strategy_curve(
+    p: Prepared, entry: SuiteStrategy, where: str, router: str, arrays: Arrays,
+    ref: Reference, advance: Callable[[int], None],
+) -> CurveResult:
+    """One strategy over one router's predictions, swept (coe_gateway.eval.offline)."""
+    from coe_gateway.errors import GatewayError
+    from coe_gateway.strategies import STRATEGIES, build_strategy
+
+    if not p.test.answers:
+        raise ConfigError(p.suite_path, where, "the data carries no answers: strategies "
+                          "compare the experts' answers (see shared/data/README.md)")
+    if entry.params.get("tiers") == "train":
+        from coe_gateway.eval.offline import train_tiers
+
+        cols = [p.train.models.index(e) for e in arrays.experts]
+        tiers = train_tiers(arrays.experts, np.nan_to_num(p.train.scores, nan=0.0)[:, cols]
+                            .mean(axis=0), p.cost_model.estimate(p.train)[:, cols].mean(axis=0),
+                            entry.params)
+        entry = entry.model_copy(update={"params": {**entry.params, "tiers": tiers}})
+    try:
+        strategy = build_strategy(entry.kind, entry.params)
+    except GatewayError as exc:
+        raise ConfigError(p.suite_path, where, exc.message) from exc
+    param = entry.param or str(getattr(STRATEGIES[entry.kind], "sweep_param", ""))
+    if not param:
+        raise ConfigError(p.suite_path, where, f"say which parameter of {entry.kind!r} to "
+                          "sweep (param)")
+    t0 = time.perf_counter()
+    prompts = p.test.prompts
+    try:
+        points = sweep_strategy(entry.kind, entry.params, param, entry.values, arrays,
+                                prompts, p.test.answers, router, advance)
+        operating = strategy_point(entry.kind, entry.params, param,
+                                   float(entry.params.get(param, entry.values[0])), arrays,
+                                   prompts, p.test.answers, router)
+    except GatewayError as exc:
+        raise ConfigError(p.suite_path, f"{where}.values", exc.message) from exc
+    elapsed = time.perf_counter() - t0
+    hull, values_ = curve_metrics(points, ref, len(p.test.models))
+    return CurveResult(router, entry.label, entry.kind, param, strategy.describe(),
+                       operating, points, hull, values_, elapsed)
+
+
 def evaluate(
     p: Prepared, *, store: PredictionStore | None = None, progress: Progress | None = None,
 ) -> SuiteResult:
@@ -257,6 +301,14 @@ def evaluate(
         for j, pol in enumerate(p.suite.policies):
             advance = tasks.start(f"sweep {entry.name} / {pol.label}", pol.sweep.count)
             curve = _policy_curves(p, pol, f"policies[{j}]", entry.name, arrays, ref, advance)
+            timing["sweeps_s"] += curve.sweep_s
+            curves.append(curve)
+        for j, st in enumerate(p.suite.strategies):
+            if st.routers is not None and entry.name not in st.routers:
+                continue
+            advance = tasks.start(f"strategy {entry.name} / {st.label}", len(st.values))
+            curve = _strategy_curve(p, st, f"strategies[{j}]", entry.name, arrays, ref,
+                                    advance)
             timing["sweeps_s"] += curve.sweep_s
             curves.append(curve)
     suite_dir = Path(p.suite_path).resolve().parent

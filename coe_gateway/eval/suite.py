@@ -167,6 +167,25 @@ class SuitePolicy(Strict):
         return self.name or self.kind
 
 
+class SuiteStrategy(Strict):
+    """A strategy of :mod:`coe_gateway.strategies` (an answer-aware cascade), run offline
+    over the records' ``answers`` with the same objects the gateway serves with
+    (:mod:`coe_gateway.eval.offline`), on the predictions of ``routers`` (default: every
+    router of the suite). ``params`` is its operating point; ``sweep`` moves ``param``
+    (default: the strategy's own ``sweep_param``) over ``values``."""
+
+    kind: str
+    name: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    param: str | None = None
+    values: list[float] = Field(min_length=1)
+    routers: list[str] | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
 class Suite(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str = ""
@@ -179,15 +198,22 @@ class Suite(Strict):
     policies: list[SuitePolicy] = Field(
         default_factory=lambda: [SuitePolicy(kind="trade-off")], min_length=1
     )
+    strategies: list[SuiteStrategy] = Field(default_factory=list)
     seed: int = Field(0, description="seed of the random-routing baseline")
 
     @model_validator(mode="after")
     def _unique_names(self) -> Suite:
         for what, names in (("router", [r.name for r in self.routers]),
-                            ("policy", [p.label for p in self.policies])):
+                            ("policy", [p.label for p in self.policies]
+                             + [st.label for st in self.strategies])):
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise ValueError(f"{what} names must be unique; repeated: {dupes}")
+        known = {r.name for r in self.routers}
+        for st in self.strategies:
+            missing = sorted(set(st.routers or []) - known)
+            if missing:
+                raise ValueError(f"strategy {st.label!r} names unknown routers {missing}")
         return self
 
 

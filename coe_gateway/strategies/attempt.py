@@ -51,7 +51,8 @@ class Attempt:
     def view(self) -> dict[str, Any]:
         """This attempt in the reply's ``coe_routing.attempts``."""
         out: dict[str, Any] = {"expert": self.expert, "verdict": self.verdict,
-                               "status": self.status or None, "purpose": self.purpose}
+                               "status": self.status or None, "purpose": self.purpose,
+                               "stream": self.stream}
         if self.done:
             out.update(latency_ms=round(self.latency_s * 1000, 3),
                        prompt_tokens=self.usage.prompt_tokens,

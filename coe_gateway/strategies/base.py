@@ -19,6 +19,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import orjson
+
 from coe_gateway.budget import BudgetGuard, Tenant
 from coe_gateway.config import GatewayConfig
 from coe_gateway.errors import (
@@ -26,7 +28,9 @@ from coe_gateway.errors import (
     GatewayError,
     RequestError,
     UpstreamError,
+    UpstreamTimeoutError,
 )
+from coe_gateway.ledger import Reservation
 from coe_gateway.metrics import GatewayMetrics
 from coe_gateway.protocol import ChatRequest, estimate_prompt_tokens, max_prompt_tokens
 from coe_gateway.routing import Decision, max_output_tokens
@@ -44,6 +48,8 @@ class Exchange:
         self.cfg, self.pool, self.guard, self.metrics = cfg, pool, guard, metrics
         self.request, self.tenant, self.decision = request, tenant, decision
         self.attempts: list[Attempt] = []
+        self.trace: dict[str, Any] = {}  # what a strategy wants shown (``coe_routing.cascade``)
+        self.hold: Reservation | None = None  # a plan's worst case, held for all its attempts
         self._admitted = False  # the request was counted against the rate limit
 
     def max_cost(self, expert: str, output_tokens: int | None = None) -> float:
@@ -54,40 +60,92 @@ class Exchange:
             out = min(out, output_tokens)
         return e.price.cost(max_prompt_tokens(self.request), out)
 
-    def payload(self, expert: str) -> bytes:
-        """The request as ``expert``'s upstream gets it."""
+    def payload(self, expert: str, stream: bool | None = None,
+                messages: list[dict[str, Any]] | None = None,
+                **overrides: Any) -> bytes:
+        """The request as ``expert``'s upstream gets it: as sent, or with ``stream`` turned
+        off (a cascade's checked tiers), other ``messages`` or fields (a verifier's prompt)."""
         e = self.cfg.expert(expert)
-        return self.request.upstream_payload(e.upstream_model, e.defaults)
+        if (stream is None or stream == self.request.stream) and messages is None \
+                and not overrides:
+            return self.request.upstream_payload(e.upstream_model, e.defaults)
+        body = self.request.upstream_body(e.upstream_model, e.defaults)
+        if stream is not None and not stream:
+            body.pop("stream_options", None)
+            body["stream"] = False
+        if messages is not None:
+            body["messages"] = messages
+        body.update(overrides)
+        return orjson.dumps(body)
+
+    def fresh_payload(self, expert: str, messages: list[dict[str, Any]],
+                      **fields: Any) -> bytes:
+        """A request of the gateway's own to ``expert`` (a verifier's check): not streamed,
+        the expert's defaults, ``fields`` on top."""
+        e = self.cfg.expert(expert)
+        body = {**e.defaults, "model": e.upstream_model, "messages": messages,
+                "stream": False, **fields}
+        return orjson.dumps(body)
 
     async def call(self, expert: str, *, stream: bool | None = None,
                    payload: bytes | None = None, purpose: str = "answer",
-                   max_cost_usd: float | None = None) -> Outcome:
+                   max_cost_usd: float | None = None, timeout_s: float | None = None,
+                   note: dict[str, Any] | None = None) -> Outcome:
         """One attempt: reserve, pick a replica, call, and for a stream read its first event.
 
         Raises the attempt's failure (BudgetExceededError, UpstreamError, RequestError) after
         booking it; a RateLimitError refuses the whole request. A body is settled at once; a
-        stream when :meth:`finish` is called at its end.
+        stream when :meth:`finish` is called at its end. Under a plan's :attr:`hold` the
+        attempt reserves nothing of its own. ``timeout_s`` bounds the whole call (a body) or
+        the wait for the first event (a stream): past it the attempt fails with a 504.
+        ``note`` goes into the attempt's view (a cascade's tier, what a verifier checks).
         """
         stream = self.request.stream if stream is None else stream
         attempt = Attempt(len(self.attempts), expert, stream, purpose)
+        attempt.note.update(note or {})
         self.attempts.append(attempt)
-        await self._reserve(attempt, self.max_cost(expert) if max_cost_usd is None
-                            else max_cost_usd)
+        if self.hold is None:
+            await self._reserve(attempt, self.max_cost(expert) if max_cost_usd is None
+                                else max_cost_usd)
         try:
-            attempt.replica = self.pool.acquire(expert)
-            result = await attempt.replica.backend.chat(payload or self.payload(expert),
-                                                        stream=stream)
-            if isinstance(result, Body):
-                await self.finish(attempt, 200, usage=_body_usage(result))
-                return Outcome(attempt, body=result)
-            first = await _first(result, expert)
+            async with asyncio.timeout(timeout_s):
+                return await self._call(attempt, payload or self.payload(expert, stream))
+        except TimeoutError:
+            exc = UpstreamTimeoutError(f"expert {expert} did not answer within {timeout_s} s")
+            await self.finish(attempt, exc.status_code, error=exc.message)
+            raise exc from None
         except GatewayError as exc:
             await self.finish(attempt, exc.status_code, error=exc.message)
             raise
         except asyncio.CancelledError:
             await asyncio.shield(self.finish(attempt, 499, error="client went away"))
             raise
-        return Outcome(attempt, first=first, rest=result)
+
+    async def _call(self, attempt: Attempt, payload: bytes) -> Outcome:
+        attempt.replica = self.pool.acquire(attempt.expert)
+        result = await attempt.replica.backend.chat(payload, stream=attempt.stream)
+        if isinstance(result, Body):
+            await self.finish(attempt, 200, usage=_body_usage(result))
+            return Outcome(attempt, body=result)
+        return Outcome(attempt, first=await _first(result, attempt.expert), rest=result)
+
+    async def hold_plan(self, amount_usd: float) -> None:
+        """Hold a plan's worst case (the sum of its attempts' maximum costs) at once, for
+        every attempt it will make (BudgetExceededError when the budget cannot hold it; the
+        caller may then try a smaller plan). Settled once, by :meth:`close`, with what the
+        attempts really cost."""
+        admit, self._admitted = not self._admitted, True
+        try:
+            self.hold = await self.guard.reserve(self.tenant, amount_usd, admit=admit)
+        except BudgetExceededError:
+            self._admitted = not admit  # nothing was counted when the hold failed
+            raise
+
+    async def close(self) -> None:
+        """Settle the plan's hold (if any) with the sum of its attempts; idempotent."""
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            await self.guard.settle(hold, self.spent_usd)
 
     async def _reserve(self, attempt: Attempt, amount_usd: float) -> None:
         admit, self._admitted = not self._admitted, True
@@ -118,6 +176,8 @@ class Exchange:
             attempt.cost_usd = price.cost(u.prompt_tokens, u.completion_tokens)
         elif status < 400 and attempt.reservation is not None:
             attempt.cost_usd = attempt.reservation.amount_usd
+        elif status < 400 and self.hold is not None:
+            attempt.cost_usd = self.max_cost(attempt.expert)
         if attempt.reservation is not None:
             await self.guard.settle(attempt.reservation, attempt.cost_usd)
 

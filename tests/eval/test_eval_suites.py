@@ -36,7 +36,9 @@ def test_suite_runs(path: Path, tmp_path: Path, shared_data: Path) -> None:
     singles = [b for b in result.baselines if b.kind == "single"]
     oracle = next(b for b in result.baselines if b.kind == "oracle")
     assert oracle.accuracy >= max(b.accuracy for b in singles)
-    assert len(result.curves) == len(result.suite.routers) * len(result.suite.policies)
+    names = [r.name for r in result.suite.routers]
+    strategy_curves = sum(len(st.routers or names) for st in result.suite.strategies)
+    assert len(result.curves) == len(names) * len(result.suite.policies) + strategy_curves
     for curve in result.curves:
         assert 0.0 <= curve.metrics["aiq"] <= oracle.accuracy
         assert curve.metrics["ps"] <= oracle.accuracy + 1e-12
