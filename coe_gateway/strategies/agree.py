@@ -104,7 +104,7 @@ class Agree(Cascade):
                 self.step(ex, t, "skipped", experts=list(step),
                           why=f"{len(step)} answer(s) cannot reach m={self.m}")
                 continue
-            ballot.add(step, await ask(ex, step, tier=t, timeout_s=self.timeout_s))
+            ballot.add(step, await ask(ex, step, tier=t, timeout_s=self.timeout(t)))
             ballot.read(extractor)
             w = self.weights(ex, ballot.experts)
             result = tally(ballot.keys, w)

@@ -96,16 +96,26 @@ class Cascade(Strategy):
     """Shared machinery: the extractor, the budget hold, the verdicts, the trace."""
 
     def __init__(self, *, answer: str | None = None, answer_params: dict[str, Any] | None = None,
-                 timeout_s: float | None = 30.0) -> None:
+                 timeout_s: float | list[float] | None = 30.0) -> None:
         self.answer = answer
         self.answer_params = answer_params or {}
-        self.timeout_s = timeout_s
+        self.timeouts = timeout_s if isinstance(timeout_s, list) else [timeout_s] \
+            if timeout_s is not None else []
+        if any(not isinstance(t, (int, float)) or t <= 0 for t in self.timeouts):
+            raise TypeError("timeout_s must be a positive number or a list of them (per tier)")
         self._extractors: dict[str, Extractor] = {}
         if answer is not None:
             self.extractor_of(answer)  # an unknown kind fails when the strategy is built
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "answer": self.answer or "detect"}
+
+    def timeout(self, tier: int) -> float | None:
+        """The time an unstreamed tier may take (``timeout_s``: one for all tiers, or one
+        per tier, the last repeated); None: the backend's own timeout only."""
+        if not self.timeouts:
+            return None
+        return float(self.timeouts[min(tier, len(self.timeouts) - 1)])
 
     # -- the answer extractor ------------------------------------------------------------
 

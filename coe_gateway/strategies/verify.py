@@ -95,7 +95,7 @@ class Verify(Cascade):
             ex.trace["reason"] = f"{only} answers alone (no check)"
             return self.conclude(ex, await self.final(ex, only, 0, ballot), ex.trace["reason"])
         assert answerer is not None and verifier is not None
-        ballot.add((answerer,), await ask(ex, (answerer,), tier=0, timeout_s=self.timeout_s))
+        ballot.add((answerer,), await ask(ex, (answerer,), tier=0, timeout_s=self.timeout(0)))
         ballot.read(extractor)
         proposed = ballot.outcomes[0]
         if proposed is not None and len(tiers.steps) >= 2:
@@ -123,7 +123,7 @@ class Verify(Cascade):
                                    temperature=0)
         try:
             out = await ex.call(verifier, stream=False, payload=payload, purpose="verify",
-                                timeout_s=self.timeout_s, note={"tier": 0, "checks": key})
+                                timeout_s=self.timeout(1), note={"tier": 0, "checks": key})
         except (UpstreamError, BudgetExceededError):  # a check that failed did not pass
             return False
         ok = verdict(answer_text(out))

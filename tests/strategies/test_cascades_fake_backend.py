@@ -106,6 +106,19 @@ async def test_agree_fake_backend_tier_timeout_counts_as_disagreement() -> None:
     assert r["expert"] == "c"
 
 
+async def test_agree_fake_backend_timeouts_per_tier() -> None:
+    cfg = fake_config(["a", "b", "c", "d"])
+    backends = {"a": FakeBackend("a", Script("A")), "b": FakeBackend("b", Script("B")),
+                "c": FakeBackend("c", Script("B", delay_s=0.3)),
+                "d": FakeBackend("d", Script("D", delay_s=0.3))}
+    gw = fake_gateway(backends, cfg)
+    params = {"k": 2, "extra": 1, "floor": 0.2, "timeout_s": [5, 0.05]}
+    r = routing(await gw.chat(req(params=params)))
+    slow = [a for a in r["attempts"] if a["status"] == 504]
+    assert {a["expert"] for a in slow} == {"c", "d"}  # tiers 1 and 2 had 0.05 s
+    assert r["cascade"]["steps"][-1]["outcome"] == "voted"
+
+
 async def test_agree_fake_backend_extra_tier_votes_when_strong_disagrees() -> None:
     cfg = fake_config(["a", "b", "c", "d"])  # d strongest; c is the extra expert
     backends = {"a": FakeBackend("a", Script("A")), "b": FakeBackend("b", Script("B")),
@@ -226,3 +239,23 @@ async def test_cascade_fake_backend_unknown_answer_kind_is_400() -> None:
     with pytest.raises(RequestError) as info:
         ChatRequest({"model": "auto", "messages": QUESTION, "coe": {"answer": "nope"}})
     assert info.value.param == "coe.answer" and "choice" in info.value.message
+
+
+async def test_cascade_fake_backend_tenant_answer_kind_applies_and_request_overrides() -> None:
+    gw, _ = gateway({"a": Script("Paris."), "b": Script("paris")})
+    tenant = Tenant(name="t", answer="exact")
+    request = ChatRequest({"model": "auto", "messages": QUESTION,
+                           "coe": {"strategy": "agree", "params": {"floor": 0.3}}})
+    r = routing(await gw.chat(request, tenant))
+    assert r["cascade"]["answer_kind"] == "exact" and r["strategy"]["answer"] == "exact"
+    assert r["cascade"]["steps"][0]["outcome"] == "accepted"  # "Paris." == "paris"
+    r = routing(await gw.chat(req(), tenant))  # the request's coe.answer wins
+    assert r["cascade"]["answer_kind"] == "choice"
+
+
+def test_tenant_unknown_answer_kind_is_refused() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        Tenant(name="t", answer="nope")
+    assert "unknown answer extractor" in str(info.value) and "choice" in str(info.value)
