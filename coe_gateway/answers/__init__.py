@@ -11,7 +11,7 @@ from coe_gateway.answers import jsonfield as _jsonfield  # noqa: F401
 from coe_gateway.answers import number as _number  # noqa: F401
 from coe_gateway.answers.base import EXTRACTORS, Extractor, build_extractor, register_extractor
 from coe_gateway.answers.detect import detect_kind
-from coe_gateway.answers.vote import Tally, tally, vote_weight
+from coe_gateway.answers.vote import Tally, posterior, tally, vote_weight
 
 __all__ = ["EXTRACTORS", "Extractor", "Tally", "build_extractor", "detect_kind",
-           "register_extractor", "tally", "vote_weight"]
+           "posterior", "register_extractor", "tally", "vote_weight"]

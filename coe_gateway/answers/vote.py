@@ -7,8 +7,8 @@ predicted accuracy into its weight.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 Q_MIN, Q_MAX = 0.02, 0.98
 MIN_WEIGHT = 0.05
@@ -24,6 +24,7 @@ class Tally:
     count: int  # how many answers gave it
     total: int  # answers counted (parseable or not)
     winners: tuple[int, ...]  # indexes (into the input) of the answers that gave it
+    supports: Mapping[str, float] = field(default_factory=dict, compare=False)  # per key
 
     @property
     def margin(self) -> float:
@@ -57,7 +58,19 @@ def tally(keys: Sequence[str | None], weights: Sequence[float] | None = None) ->
     best = ranked[0]
     runner_up = support[ranked[1]] if len(ranked) > 1 else 0.0
     return Tally(best, support[best], runner_up, len(voters[best]), len(keys),
-                 tuple(voters[best]))
+                 tuple(voters[best]), support)
+
+
+def posterior(t: Tally, options: int) -> float:
+    """The probability that the tally's answer is right when the weights are log-odds
+    (:func:`vote_weight`): the softmax of every answer's support over ``options`` possible
+    answers, an answer nobody gave counting 0; 0 when no answer could be read."""
+    if t.answer is None:
+        return 0.0
+    top = t.support
+    z = sum(math.exp(v - top) for v in t.supports.values()) + \
+        max(options - len(t.supports), 0) * math.exp(-top)
+    return 1.0 / z
 
 
 def vote_weight(quality: float, options: int = 4) -> float:

@@ -25,23 +25,13 @@ decide whether to stop at a tier:
 
 from __future__ import annotations
 
-import math
 from typing import Any, ClassVar
 
-from coe_gateway.answers import Tally, tally, vote_weight
+from coe_gateway.answers import Tally, posterior, tally, vote_weight
 from coe_gateway.strategies.attempt import Outcome
 from coe_gateway.strategies.base import Exchange, register_strategy
 from coe_gateway.strategies.cascade import Ballot, Cascade, ask, summary
 from coe_gateway.strategies.tiers import Tiers, cost, plan, quality
-
-
-def supports(keys: list[str | None], weights: list[float]) -> dict[str, float]:
-    """Each answer's total weight."""
-    out: dict[str, float] = {}
-    for k, w in zip(keys, weights):
-        if k is not None:
-            out[k] = out.get(k, 0.0) + w
-    return out
 
 
 @register_strategy("agree")
@@ -76,8 +66,7 @@ class Agree(Cascade):
     def accepts(self, t: Tally) -> bool:
         return t.answer is not None and t.count >= self.m
 
-    def stops(self, ex: Exchange, tiers: Tiers, tier: int, t: Tally,
-              supports: dict[str, float]) -> bool:
+    def stops(self, ex: Exchange, tiers: Tiers, tier: int, t: Tally) -> bool:
         """Whether to stop at this tier (not the last) with the leading answer."""
         return self.accepts(t)
 
@@ -106,10 +95,9 @@ class Agree(Cascade):
                 continue
             ballot.add(step, await ask(ex, step, tier=t, timeout_s=self.timeout(t)))
             ballot.read(extractor)
-            w = self.weights(ex, ballot.experts)
-            result = tally(ballot.keys, w)
+            result = tally(ballot.keys, self.weights(ex, ballot.experts))
             info = {"experts": list(step), "answers": ballot.answers(), **summary(result)}
-            if t == last or self.stops(ex, tiers, t, result, supports(ballot.keys, w)):
+            if t == last or self.stops(ex, tiers, t, result):
                 chosen = ballot.best(ex, result.winners) if result.answer is not None \
                     else ballot.best(ex)
                 if chosen is not None:
@@ -161,26 +149,15 @@ class AgreeGated(Agree):
     def can_accept(self, answers: int) -> bool:
         return answers > 0  # one answer the router weighs highly can lead by the margin
 
-    def stops(self, ex: Exchange, tiers: Tiers, tier: int, t: Tally,
-              supports: dict[str, float]) -> bool:
+    def stops(self, ex: Exchange, tiers: Tiers, tier: int, t: Tally) -> bool:
         if self.rule == "margin":
             return self.accepts(t)
         nxt = tiers.steps[tier + 1]
         q = max(quality(ex.decision, e) for e in nxt)
         strong = max(cost(ex.decision, e) for e in tiers.experts)
         c = sum(cost(ex.decision, e) for e in nxt) / strong if strong > 0 else 0.0
-        return t.answer is not None and q - posterior(supports, self.options) < self.lam * c
+        return t.answer is not None and q - posterior(t, self.options) < self.lam * c
 
     def reason(self, t: Tally, outcome: str, tier: int) -> str:
         return f"{super().reason(t, outcome, tier)} (weighted margin {t.margin:.2f})"
 
-
-def posterior(supports: dict[str, float], options: int) -> float:
-    """The probability that the best-supported answer is right: the softmax of the answers'
-    log-odds supports over ``options`` possible answers (an answer nobody gave has 0)."""
-    if not supports:
-        return 0.0
-    top = max(supports.values())
-    z = sum(math.exp(v - top) for v in supports.values()) + \
-        max(options - len(supports), 0) * math.exp(-top)
-    return 1.0 / z

@@ -100,3 +100,15 @@ def test_strong_expert_outvotes_two_weak_ones() -> None:
     strong, weak = vote_weight(0.95), vote_weight(0.4)
     t = tally(["A", "B", "B"], [strong, weak, weak])
     assert t.answer == "A" and t.margin > 0
+
+
+def test_posterior_is_the_softmax_of_the_supports_over_the_options() -> None:
+    import math
+
+    from coe_gateway.answers.vote import posterior
+
+    t = tally(["A", "B", "A"], [1.0, 0.5, 1.0])
+    assert t.supports == {"A": 2.0, "B": 0.5}
+    expected = math.exp(2.0) / (math.exp(2.0) + math.exp(0.5) + 2 * 1.0)  # 4 options
+    assert posterior(t, 4) == pytest.approx(expected)
+    assert posterior(tally([None, None]), 4) == 0.0
