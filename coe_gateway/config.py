@@ -61,6 +61,9 @@ class ExpertConfig(Strict):
     backend ``openai``: any OpenAI-compatible endpoint; ``urls`` lists base URLs (one replica
     each), ``api_key_env`` names the environment variable holding its key.
     backend ``litellm``: a remote provider model string, e.g. ``anthropic/claude-3-5-haiku``.
+    backend ``mot``: a fused Mixture-of-Thoughts model served locally
+    (:mod:`coe_gateway.workers.kinds.mot`); ``model`` is its directory, ``fused_from`` the
+    experts it is made of.
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -84,6 +87,12 @@ class ExpertConfig(Strict):
     quality_prior: float | None = Field(None, ge=0, le=1)
     mean_output_tokens: float = Field(256, gt=0)
     timeout_s: float = Field(120, gt=0)
+    fused_from: list[str] = Field(
+        default_factory=list,
+        description="a fused expert (backend `mot`): the names of the experts of this config "
+                    "it is made of; when `price` is not set, its price is the sum of theirs "
+                    "(every answer runs them all)",
+    )
 
     @field_validator("backend")
     @classmethod
@@ -230,6 +239,11 @@ class GatewayConfig(Strict):
             raise ValueError(f"expert names must be unique; repeated: {dupes}")
         return experts
 
+    @field_validator("experts")
+    @classmethod
+    def _fused_prices(cls, experts: list[ExpertConfig]) -> list[ExpertConfig]:
+        return fused_prices(experts)
+
     @cached_property
     def experts_by_name(self) -> dict[str, ExpertConfig]:
         return {e.name: e for e in self.experts}
@@ -243,12 +257,37 @@ class GatewayConfig(Strict):
         return [e.name for e in self.experts]
 
     def model_path(self, expert: ExpertConfig) -> str:
-        """The checkpoint path of a vLLM expert: absolute, or under ``models_dir``."""
+        """The checkpoint path of a local (vllm, mot) expert: absolute, or under ``models_dir``."""
         p = Path(expand(expert.model))
         if p.is_absolute() or p.exists():
             return str(p)
         candidate = Path(expand(self.models_dir)) / expert.model
         return str(candidate)
+
+
+def fused_prices(experts: list[ExpertConfig]) -> list[ExpertConfig]:
+    """``experts`` with every ``fused_from`` checked (names of other experts in the list:
+    ValueError naming the field otherwise) and, for a fused expert whose ``price`` is not
+    set, that price: the sum of its parts' (themselves summed when they are fused)."""
+    by_name = {e.name: e for e in experts}
+    for i, e in enumerate(experts):
+        for name in e.fused_from:
+            if name not in by_name or name == e.name:
+                others = ", ".join(n for n in by_name if n != e.name)
+                raise ValueError(f"experts[{i}].fused_from: {name!r} is not another expert of "
+                                 f"this config (they are: {others})")
+
+    def price(e: ExpertConfig, seen: tuple[str, ...]) -> Price:
+        if not e.fused_from or "price" in e.model_fields_set:
+            return e.price
+        if e.name in seen:
+            raise ValueError(f"experts: fused_from is circular: {' -> '.join([*seen, e.name])}")
+        parts = [price(by_name[n], (*seen, e.name)) for n in e.fused_from]
+        return Price(input_per_mtok=round(sum(p.input_per_mtok for p in parts), 12),
+                     output_per_mtok=round(sum(p.output_per_mtok for p in parts), 12))
+
+    return [e.model_copy(update={"price": price(e, ())})
+            if e.fused_from and "price" not in e.model_fields_set else e for e in experts]
 
 
 def backend_kinds() -> set[str]:
@@ -374,13 +413,28 @@ def _resolve_relative(cfg: GatewayConfig, path: Path) -> GatewayConfig:
     workers = cfg.workers.model_copy(
         update={"fleet_file": rel(cfg.workers.fleet_file) or default_fleet_file(path)})
     return cfg.model_copy(update={"routing": routing, "budget_file": rel(cfg.budget_file),
-                                  "workers": workers})
+                                  "workers": workers,
+                                  "experts": [_model_beside(e, base) for e in cfg.experts]})
+
+
+def _model_beside(expert: ExpertConfig, base: Path) -> ExpertConfig:
+    """An expert whose worker kind keeps its model beside the config (``mot``: a small
+    trained directory) with a relative ``model`` that exists under ``base``: made absolute.
+    Any other ``model`` stays as written (resolved under ``models_dir`` later)."""
+    from coe_gateway.workers.kinds import WORKER_KINDS  # late: the registry imports config
+
+    beside_config = getattr(WORKER_KINDS.get(expert.backend), "model_beside_config", False)
+    if not beside_config or Path(expand(expert.model)).is_absolute():
+        return expert
+    beside = Path(resolve_path(expert.model, base))
+    return expert.model_copy(update={"model": str(beside)}) if beside.exists() else expert
 
 
 def load_config(path: str | Path) -> GatewayConfig:
     """Load the gateway config; relative router, budget and fleet-file paths resolve against
-    the file (a missing ``workers.fleet_file`` gets its per-file default), and a router
-    ``path`` must hold a saved router (``router.json``)."""
+    the file (a missing ``workers.fleet_file`` gets its per-file default; so does a fused
+    expert's ``model`` that exists there), and a router ``path`` must hold a saved router
+    (``router.json``)."""
     cfg = _resolve_relative(load_file(path, GatewayConfig), Path(path))
     for i, r in enumerate(cfg.routing.routers):
         if r.path is not None and not (Path(r.path) / "router.json").is_file():

@@ -175,4 +175,7 @@ def register(app: typer.Typer) -> None:
     group.command("seeds")(seeds)
     group.command("summary")(summary)
     group.command("bench")(bench)
+    from coe_gateway.cli.mot import eval_mot
+
+    group.command("mot")(eval_mot)
     app.add_typer(group, name="eval")

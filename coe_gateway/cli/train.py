@@ -138,4 +138,7 @@ def register(app: typer.Typer) -> None:
     group.command("router")(router)
     group.command("encoder")(encoder)
     group.command("bench")(bench)
+    from coe_gateway.cli.mot import train_mot
+
+    group.command("mot")(train_mot)
     app.add_typer(group, name="train")

@@ -30,6 +30,7 @@ from coe_gateway.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from coe_gateway.fusion.wire import FUSED_KINDS, fused_view
 from coe_gateway.ledger import Reservation
 from coe_gateway.metrics import GatewayMetrics
 from coe_gateway.protocol import ChatRequest, estimate_prompt_tokens, max_prompt_tokens
@@ -124,10 +125,16 @@ class Exchange:
     async def _call(self, attempt: Attempt, payload: bytes) -> Outcome:
         attempt.replica = self.pool.acquire(attempt.expert)
         result = await attempt.replica.backend.chat(payload, stream=attempt.stream)
+        fused = self.cfg.expert(attempt.expert).backend in FUSED_KINDS
         if isinstance(result, Body):
             await self.finish(attempt, 200, usage=_body_usage(result))
+            if fused:
+                _note_fusion(attempt, result.json())
             return Outcome(attempt, body=result)
-        return Outcome(attempt, first=await _first(result, attempt.expert), rest=result)
+        first = await _first(result, attempt.expert)
+        if fused:
+            _note_fusion(attempt, first.json())
+        return Outcome(attempt, first=first, rest=result)
 
     async def hold_plan(self, amount_usd: float) -> None:
         """Hold a plan's worst case (the sum of its attempts' maximum costs) at once, for
@@ -194,6 +201,14 @@ class Exchange:
     def spent_usd(self) -> float:
         """What the request cost: the sum of its attempts."""
         return sum(a.cost_usd for a in self.attempts)
+
+
+def _note_fusion(attempt: Attempt, answer: Any) -> None:
+    """A fused expert's answer (its body or first event): which experts made it, from its
+    ``coe_fusion`` extension, into the attempt's view (``coe_routing.attempts[i].fused``)."""
+    view = fused_view(answer)
+    if view is not None:
+        attempt.note["fused"] = view
 
 
 def _body_usage(body: Body) -> Any:

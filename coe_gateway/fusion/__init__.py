@@ -1,0 +1,1 @@
+"""Mixture-of-Thoughts fused expert."""
