@@ -118,6 +118,16 @@ class MixtureOfThoughts(nn.Module):
     def forward(self, batch: Batch, states: PeerStates | None = None) -> torch.Tensor:
         """(B, N) log-probability of each scored target token under the fused primary (0 at
         positions not scored)."""
+        hidden = self.hidden(batch, states)                                  # (B, N, d_p)
+        scored = batch.targets >= 0
+        logits = self.experts[batch.primary].logits(hidden[scored])          # (T, V)
+        logp = logits.log_softmax(-1).gather(1, batch.targets[scored].unsqueeze(1)).squeeze(1)
+        out = torch.zeros(batch.targets.shape, dtype=logp.dtype)
+        out[scored] = logp
+        return out
+
+    def hidden(self, batch: Batch, states: PeerStates | None = None) -> torch.Tensor:
+        """(B, N, d_p) the fused primary's final hidden states (teacher-forced)."""
         states = self.peer_states(batch) if states is None and self.cfg.cross_attention \
             else states
         p, n = batch.primary, batch.ids.shape[1]
@@ -135,12 +145,7 @@ class MixtureOfThoughts(nn.Module):
         expert = self.experts[p]
         with expert.tapped(tap):
             hidden, _ = expert.hidden(batch.ids, batch.mask)                 # (B, N, d_p)
-        scored = batch.targets >= 0
-        logits = expert.logits(hidden[scored])                               # (T, V)
-        logp = logits.log_softmax(-1).gather(1, batch.targets[scored].unsqueeze(1)).squeeze(1)
-        out = torch.zeros(batch.targets.shape, dtype=logp.dtype)
-        out[scored] = logp
-        return out
+        return hidden
 
 
 def frozen_logprobs(expert: FrozenExpert, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:

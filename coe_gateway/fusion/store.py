@@ -33,6 +33,7 @@ def save(model: MixtureOfThoughts, out: Path, info: dict[str, Any]) -> None:
             "info": info}
     tmp = out / f".{WEIGHTS}.{os.getpid()}"
     save_file(trainable_state(model), str(tmp))
+    os.chmod(tmp, 0o644)  # a model to share, not a secret
     os.replace(tmp, out / WEIGHTS)
     tmp_meta = out / f".{META}.{os.getpid()}"
     tmp_meta.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

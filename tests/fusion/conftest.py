@@ -33,6 +33,7 @@ def experts(models_dir: Path) -> list[FrozenExpert]:
 def perturbed(experts: list[FrozenExpert], seed: int = 0, **cfg: object) -> MixtureOfThoughts:
     """A fused model whose interaction layers do something (the output projections are
     random instead of zero), so that equalities below are not trivially about zeros."""
+    torch.manual_seed(seed)  # the other layers' random initialisation
     model = MixtureOfThoughts(experts, MotConfig(encoder=STATIC, **cfg), 256)  # type: ignore[arg-type]
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -134,3 +134,47 @@ def test_save_and_load_round_trip_small_files(experts: list[FrozenExpert],
     a = score_item(model, ITEM, 1).logprob
     b = score_item(again, ITEM, 1).logprob
     assert a == pytest.approx(b, abs=2e-3)  # float16 on disk
+
+
+def test_untrained_generation_is_the_frozen_primarys_greedy_answer(
+        experts: list[FrozenExpert]) -> None:
+    from coe_gateway.fusion.generate import Generation, Sampling
+
+    model = MixtureOfThoughts(experts, MotConfig(encoder=STATIC), 256).eval()
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    gen = Generation(model, msgs, Sampling(max_tokens=8, temperature=0), msgs[0]["content"])
+    text = "".join(gen)
+    tok = experts[0].tokenizer
+    enc = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
+                                  return_dict=True)
+    ref = experts[0].model.generate(**enc, max_new_tokens=8, do_sample=False)
+    assert gen.primary == 0 and gen.active == [0, 1]
+    assert text == tok.decode(ref[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert gen.prompt_tokens == enc["input_ids"].shape[1] and gen.peer_tokens > 0
+
+
+@pytest.mark.parametrize("primary", [0, 1])
+def test_cached_decoding_follows_the_teacher_forced_model(experts: list[FrozenExpert],
+                                                          primary: int) -> None:
+    """Greedy decoding of a fused model (caches, peers fed token by token) picks at every
+    step the argmax of the teacher-forced pass over the prompt and the generated text."""
+    from coe_gateway.fusion.generate import Generation, Sampling
+
+    model = perturbed(experts)
+    with torch.no_grad():
+        model.router.net[2].bias[primary] = 1.0
+    msgs = [{"role": "user", "content": "Name a planet of the solar system."}]
+    gen = Generation(model, msgs, Sampling(max_tokens=6, temperature=0), msgs[0]["content"])
+    out = "".join(gen)
+    assert gen.primary == primary and out
+    prim = experts[primary].tokenizer
+    prompt = gen._prompt()
+    if experts[primary].bos_id is not None:  # Gemma's template writes the BOS it adds
+        prompt = prompt.removeprefix(prim.bos_token)
+    batch = collate(experts, primary, [1 - primary], [(prompt, out)])
+    scored = (batch.targets[0] >= 0).nonzero().flatten()
+    assert len(scored) == gen.completion_tokens - (gen.finish_reason == "stop")
+    with torch.no_grad():
+        logp = experts[primary].logits(model.hidden(batch)[0, scored]).log_softmax(-1)
+    chosen = logp.gather(1, batch.targets[0, scored].unsqueeze(1)).squeeze(1)    # (T,)
+    assert torch.allclose(chosen, logp.max(-1).values, atol=1e-4)  # argmax, up to ties
