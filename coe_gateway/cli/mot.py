@@ -75,6 +75,8 @@ def eval_mot(
                                       "summary.json (rerun to resume)")],
     control: Annotated[Path | None, typer.Option(
         help="the control (trained with --no-cross-attention)")] = None,
+    heldout_n: Annotated[int, typer.Option(help="items drawn from the ARC-Easy held-out "
+                                           "set (0: all 1,283)")] = 0,
     ood_n: Annotated[int, typer.Option(help="items drawn from each out-of-distribution set "
                                        "(0: all)")] = 400,
     sets: Annotated[str, typer.Option(help="comma-separated held-out sets")]
@@ -99,8 +101,8 @@ def eval_mot(
     chosen = {}
     for name, items in heldout_sets(split_seed).items():
         if name in sets.split(","):
-            chosen[name] = items if name == "arc_easy_heldout" or not ood_n \
-                else subsample(items, ood_n, seed=split_seed)
+            n = heldout_n if name == "arc_easy_heldout" else ood_n
+            chosen[name] = subsample(items, n, seed=split_seed) if n else items
     model = load(fused, _models_dir(models_dir))
     ctl = load(control, _models_dir(models_dir), experts=model.experts) if control else None
     out.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from coe_gateway.config import load_config
 from coe_gateway.fusion.experts import FrozenExpert
 from coe_gateway.fusion.scoring import score_item
@@ -21,7 +23,7 @@ def test_example_config_names_the_shipped_fused_model() -> None:
     fused = next(e for e in cfg.experts if e.backend == "mot")
     assert Path(cfg.model_path(fused)) == SHIPPED
     parts = [e for e in cfg.experts if e.name in fused.fused_from]
-    assert fused.price.input_per_mtok == sum(p.price.input_per_mtok for p in parts)
+    assert fused.price.input_per_mtok == pytest.approx(sum(p.price.input_per_mtok for p in parts))
 
 
 def test_shipped_model_is_trained_and_loads(experts: list[FrozenExpert],
