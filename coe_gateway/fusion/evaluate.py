@@ -49,14 +49,21 @@ class Row:
     routed: dict[str, int]
 
 
-def _routes(model: MixtureOfThoughts, items: Sequence[McItem]) -> list[int]:
+def _routes(models: Sequence[MixtureOfThoughts], items: Sequence[McItem]) -> list[list[int]]:
+    """Each model's primary per item; the questions are embedded once per encoder."""
     from coe_gateway.routers.embedding import get_encoder
 
-    emb = torch.from_numpy(get_encoder(model.cfg.encoder).encode(
-        [question_of(it) for it in items])).float()
-    with torch.no_grad():
-        scores = model.router(emb)
-    return [choose(s, model.cfg.top_k)[0] for s in scores]
+    embedded: dict[str, torch.Tensor] = {}
+    out = []
+    for model in models:
+        key = json.dumps(model.cfg.encoder, sort_keys=True)
+        if key not in embedded:
+            embedded[key] = torch.from_numpy(get_encoder(model.cfg.encoder).encode(
+                [question_of(it) for it in items])).float()
+        with torch.no_grad():
+            scores = model.router(embedded[key])
+        out.append([choose(s, model.cfg.top_k)[0] for s in scores])
+    return out
 
 
 def score_rows(sets: dict[str, list[McItem]], fused: MixtureOfThoughts,
@@ -66,8 +73,8 @@ def score_rows(sets: dict[str, list[McItem]], fused: MixtureOfThoughts,
     done = {(r.set, r.id): r for r in read_rows(out)} if out.exists() else {}
     with out.open("a", encoding="utf-8") as fh:
         for name, items in sets.items():
-            routes = _routes(fused, items)
-            ctl_routes = _routes(control, items) if control is not None else routes
+            routes, ctl_routes = (_routes([fused, control], items) if control is not None
+                                  else [_routes([fused], items)[0]] * 2)
             for i, (item, r, rc) in enumerate(zip(items, routes, ctl_routes)):
                 progress(name, i, len(items))
                 old = done.get((name, item.id))

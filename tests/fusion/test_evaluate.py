@@ -40,3 +40,18 @@ def test_report_and_resumed_rows(tmp_path: Path) -> None:
 
     path.write_text("".join(json.dumps(r.__dict__) + "\n" for r in [*rows, rows[0]]))
     assert len(read_rows(path)) == 20  # a later line for the same item replaces the first
+
+
+def test_routes_follow_each_models_router(experts: list) -> None:  # type: ignore[type-arg]
+    import torch
+
+    from coe_gateway.fusion.evaluate import _routes
+    from coe_gateway.fusion.tasks import train_set
+
+    from .conftest import perturbed
+
+    a, b = perturbed(experts), perturbed(experts, seed=1)
+    with torch.no_grad():
+        b.router.net[2].bias[1] = 1.0
+    ra, rb = _routes([a, b], train_set()[:4])
+    assert ra == [0] * 4 and rb == [1] * 4          # untrained ties go to expert 0
