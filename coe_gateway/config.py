@@ -17,10 +17,18 @@ from collections import Counter
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from coe_gateway.errors import ConfigError
 
@@ -212,6 +220,65 @@ class CacheConfig(Strict):
     semantic_threshold: float = Field(0.95, gt=0, le=1)
 
 
+def _host_pattern(value: str) -> str:
+    """An ``images.remote.allow_hosts`` entry: a host name or IP literal, or ``*.domain``
+    (any subdomain of it); lower-cased, no scheme, port, path or bare ``*``."""
+    import ipaddress
+
+    host = value.strip().lower().rstrip(".")
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))  # an IP literal, canonical form
+    except ValueError:
+        pass
+    bare = host[2:] if host.startswith("*.") else host
+    if not bare or any(c in bare for c in "*/:@ "):
+        raise ValueError(f"{value!r} is not a host name, an IP address or '*.domain' (no "
+                         "scheme, port, path or bare '*')")
+    return host
+
+
+class ImageTimeouts(Strict):
+    """Timeouts of one remote image fetch, in seconds."""
+
+    connect_s: float = Field(2.0, gt=0)
+    read_s: float = Field(5.0, gt=0, description="between two reads of the body")
+    total_s: float = Field(10.0, gt=0)
+
+
+class RemoteImagesConfig(Strict):
+    """Remote ``http(s)`` image URLs: off by default. When on, only ``allow_hosts`` (exact
+    host, or ``*.example.com`` for its subdomains; empty: refuse all), https unless
+    ``allow_http``; hosts that resolve to private, loopback, link-local, multicast, reserved
+    or unspecified addresses are refused unless ``allow_private_networks`` (for tests and
+    trusted internal networks only)."""
+
+    enabled: bool = False
+    allow_hosts: list[Annotated[str, AfterValidator(_host_pattern)]] = Field(
+        default_factory=list)
+    allow_http: bool = False
+    allow_private_networks: bool = Field(
+        False, description="for tests and trusted internal networks only")
+    timeouts: ImageTimeouts = ImageTimeouts()
+    max_redirects: int = Field(0, ge=0, le=3, description="each hop is checked again")
+
+
+class ImagesConfig(Strict):
+    """Image parts of requests: caps (OpenAI's 20 MiB per image by default), remote images,
+    and how image features are computed for an image-aware router (the kinds are the
+    router's own, as it was trained): ``feature_options`` (extractor kind -> runtime options
+    over the router's, e.g. ``clip: {device: cuda}``, ``pixels: {batch_size: 8}``) and
+    ``feature_threads`` (torch intra-op threads of the gateway process once an extractor
+    loads: 1 by default, as the gateway runs one process per core and a second torch thread
+    only contends with the event loop; None leaves torch's default)."""
+
+    max_image_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="decoded, per image")
+    max_pixels: int = Field(33_000_000, ge=1, description="width x height, per image")
+    max_images: int = Field(10, ge=1, description="image parts per request")
+    remote: RemoteImagesConfig = RemoteImagesConfig()
+    feature_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    feature_threads: int | None = Field(1, ge=1)
+
+
 class GatewayConfig(Strict):
     """The whole gateway config (``configs/embedded.yaml`` is the embedded default)."""
 
@@ -220,6 +287,7 @@ class GatewayConfig(Strict):
     server: ServerConfig = ServerConfig()
     workers: WorkersConfig = WorkersConfig()
     cache: CacheConfig = CacheConfig()
+    images: ImagesConfig = ImagesConfig()
     redis_url: str | None = None
     budget_file: str | None = None
     models_dir: str = DEFAULT_MODELS_DIR

@@ -9,6 +9,15 @@ into an OpenAI-style error body without a lookup table::
     ├── RequestError                  400 invalid_request_error
     │   ├── UnknownModelError         404 model_not_found
     │   ├── ContextLengthError        400 context_length_exceeded
+    │   ├── InvalidImageError         400 invalid_image (an image part that does not parse,
+    │   │   │                             a bad data: URL, an unsupported format)
+    │   │   ├── ImageTooLargeError    400 image_too_large (bytes or pixels past the caps)
+    │   │   ├── TooManyImagesError    400 too_many_images (past images.max_images)
+    │   │   ├── RemoteImagesDisabledError 400 remote_images_disabled (an http(s) image URL
+    │   │   │                             while images.remote.enabled is false)
+    │   │   ├── ImageHostNotAllowedError  400 image_host_not_allowed (host not in the
+    │   │   │                             allow-list, or it resolves to a private address)
+    │   │   └── ImageFetchError       400 image_fetch_failed (timeout, HTTP error, not image/*)
     │   └── NoEligibleExpertError     400 capability_not_available (no expert offers what
     │                                     the request needs: vision, tools)
     ├── AuthenticationError           401 invalid_api_key
@@ -108,6 +117,33 @@ class NoEligibleExpertError(RequestError):
     retries 5xx)."""
 
     code = "capability_not_available"
+
+
+class InvalidImageError(RequestError):
+    """An image part the gateway cannot accept; ``param`` names the part's URL field
+    (``messages[0].content[1].image_url.url``)."""
+
+    code = "invalid_image"
+
+
+class ImageTooLargeError(InvalidImageError):
+    code = "image_too_large"
+
+
+class TooManyImagesError(InvalidImageError):
+    code = "too_many_images"
+
+
+class RemoteImagesDisabledError(InvalidImageError):
+    code = "remote_images_disabled"
+
+
+class ImageHostNotAllowedError(InvalidImageError):
+    code = "image_host_not_allowed"
+
+
+class ImageFetchError(InvalidImageError):
+    code = "image_fetch_failed"
 
 
 class UpstreamError(GatewayError):

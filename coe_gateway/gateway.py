@@ -15,19 +15,25 @@
                     extension spliced into the body or the first SSE event, the rest
                     verbatim; metrics, one routing-log record per attempt, cache store
 
+With the Redis ledger and cache and an exact-only cache step, 2 and 7 ride on the ledger's
+round trips (:mod:`coe_gateway.request_guard`): the lookup on the first reservation (a hit
+then reserves nothing and is replayed), the store on the last settlement; a miss costs two
+Redis round trips, a hit one.
+
 The server turns a :class:`~coe_gateway.relay.Reply` into HTTP; every reply says which expert
 answered and why (``coe_routing`` field with every attempt, ``x-coe-*`` headers).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
 import numpy as np
 
-from coe_gateway.budget import ANONYMOUS, Tenant, check_expert_allowed, resolve_policy
+from coe_gateway.budget import ANONYMOUS, BudgetGuard, Tenant, check_expert_allowed, resolve_policy
 from coe_gateway.cache import CacheHit
 from coe_gateway.config import GatewayConfig
 from coe_gateway.errors import BudgetExceededError, GatewayError
@@ -36,11 +42,14 @@ from coe_gateway.metrics import GatewayMetrics
 from coe_gateway.policies import Policy
 from coe_gateway.protocol import ChatRequest, routing_text
 from coe_gateway.relay import Recorder, Reply, body_reply, replay, stream_reply
+from coe_gateway.request_guard import CachedAnswer, RequestGuard
 from coe_gateway.routers.base import Query
-from coe_gateway.routing import Decision, RouterSet, route
+from coe_gateway.routing import Decision, RouterSet, eligible_experts, route
 from coe_gateway.routing_log import RoutingLog
 from coe_gateway.strategies import Exchange, Strategy, build_strategy
 from coe_gateway.tenancy import Tenancy
+from coe_gateway.vision.images import LoadedImage, load_request_images
+from coe_gateway.vision.step import FeatureStep
 from coe_gateway.workers.pool import WorkerPool
 
 log = logging.getLogger("coe_gateway.gateway")
@@ -62,6 +71,7 @@ class Gateway:
         self.strategy = build_strategy(spec.kind, spec.params, fallbacks=cfg.routing.fallbacks)
         self.single = build_strategy("single")
         self.ids = IdSource()
+        self.features = FeatureStep.from_config(cfg.images)
 
     def available_experts(self) -> set[str]:
         return self.pool.available()
@@ -69,6 +79,23 @@ class Gateway:
     async def chat(self, request: ChatRequest, tenant: Tenant | None = None) -> Reply:
         """Route and serve one request of ``tenant`` (default: the unlimited anonymous
         tenant); raises a GatewayError when it cannot be served."""
+        step: list[_Cached] = []  # the request's cache step, once made
+        try:
+            return await self._chat(request, tenant, step)
+        except CachedAnswer as found:  # found by the first reservation (request_guard)
+            return step[0].reply(found.hit)
+        except GatewayError:  # before any reservation: a cached answer is served anyway
+            hit = await step[0].late_lookup() if step else None
+            if hit is None:
+                raise
+            await self.tenancy.guard.count(tenant or ANONYMOUS)
+            return step[0].reply(hit)
+        finally:
+            if step:
+                await asyncio.shield(step[0].flush())
+
+    async def _chat(self, request: ChatRequest, tenant: Tenant | None,
+                    step: list[_Cached]) -> Reply:
         start = time.perf_counter()
         tenant = tenant or ANONYMOUS
         if request.unknown_fields:
@@ -76,7 +103,18 @@ class Gateway:
         policy = self._policy(request, tenant)
         if request.model in self.cfg.experts_by_name:
             check_expert_allowed(tenant, request.model)
+        images: list[LoadedImage] = []
+        if request.has_image():
+            # 400s before the cache, the budget and any attempt: no vision expert first
+            # (then nothing is decoded or fetched in vain), then a bad image
+            named = request.model in self.cfg.experts_by_name
+            eligible_experts(self.cfg, request, 0,
+                             [request.model] if named else tenant.allowed_experts)
+            images = await load_request_images(request, self.cfg.images)
+        # the images go upstream unchanged (the body is relayed as sent); their features are
+        # computed in the routing step, for a router that reads them
         cached = _Cached(self, request, tenant)
+        step.append(cached)
         hit = await cached.lookup()
         if hit is not None:
             await self.tenancy.guard.count(tenant)
@@ -85,9 +123,9 @@ class Gateway:
         category = request.coe.category if request.coe else None
         query = Query(text=routing_text(request), category=category,
                       metadata={"tenant": tenant.name})
-        decision = await self._route(request, query, policy, budget, tenant)
+        decision = await self._route(request, query, policy, budget, tenant, images)
         strategy = self._strategy(request, decision)
-        ex = Exchange(self.cfg, self.pool, self.tenancy.guard, self.metrics, request, tenant,
+        ex = Exchange(self.cfg, self.pool, cached.guard, self.metrics, request, tenant,
                       decision)
         recorder = Recorder(self, ex, query, strategy.describe(), start, cached)
         try:
@@ -97,18 +135,22 @@ class Gateway:
             raise
         if outcome.body is not None:
             return await body_reply(recorder, outcome, cached.state)
+        await cached.flush()  # a stream settles at its end, before it is stored
         return stream_reply(recorder, outcome, cached.state)
 
     async def _route(self, request: ChatRequest, query: Query, policy: Policy, budget: Any,
-                     tenant: Tenant) -> Decision:
+                     tenant: Tenant, images: list[LoadedImage]) -> Decision:
         try:
             decision = await route(self.cfg, self.routers, policy, request, query,
-                                   self.available_experts(), budget, tenant.allowed_experts)
+                                   self.available_experts(), budget, tenant.allowed_experts,
+                                   images, self.features)
         except BudgetExceededError as exc:  # the budget leaves no expert: name the limit
             costs = np.array(list(exc.extra.get("estimated_cost_usd", {}).values()))
             raise await self.tenancy.guard.unaffordable(tenant, costs) from None
         if decision.router:
             self.metrics.routing_latency.labels(decision.router).observe(decision.routing_s)
+            if decision.features_s is not None:
+                self.metrics.image_features.labels(decision.router).observe(decision.features_s)
             self.metrics.choices.labels(decision.router, decision.expert).inc()
         return decision
 
@@ -137,30 +179,61 @@ class Gateway:
 
 
 class _Cached:
-    """The cache step of one request: lookup before routing, store after a whole answer."""
+    """The cache step of one request: lookup before routing, store after a whole answer.
+
+    When the ledger and the cache are one Redis and the step is an exact lookup and store
+    (the usual case), both ride on the ledger's round trips (:mod:`coe_gateway.request_guard`):
+    the lookup on the first reservation, the store on the last settlement."""
 
     def __init__(self, gw: Gateway, request: ChatRequest, tenant: Tenant) -> None:
         self.cache, self.request, self.tenant = gw.tenancy.cache, request, tenant.name
+        self.guard: BudgetGuard = gw.tenancy.guard
+        self.merged: RequestGuard | None = None
         self.active = False
-        self.state: str | None = None  # exact / semantic / miss once looked up
+        self._state: str | None = None  # exact / semantic / miss once looked up
         if self.cache is None:
             return
         self.settings = s = gw.tenancy.cache_settings(tenant)
         self.active = (s.exact and request.deterministic) or s.semantic
+        if self.active:
+            self.merged = gw.tenancy.request_guard(request.body, tenant, s)
+            self.guard = self.merged or self.guard
+
+    @property
+    def state(self) -> str | None:
+        return self.merged.cache_state if self.merged is not None else self._state
 
     async def lookup(self) -> CacheHit | None:
-        if not self.active or self.cache is None:
+        """The cached answer, or None (always None here when the first reservation looks)."""
+        if not self.active or self.cache is None or self.merged is not None:
             return None
         hit = await self.cache.lookup(self.tenant, self.request.body, self.settings)
-        self.state = hit.kind if hit is not None else "miss"
+        self._state = hit.kind if hit is not None else "miss"
+        return hit
+
+    async def late_lookup(self) -> CacheHit | None:
+        """The lookup a request that failed before its first reservation still makes (a hit
+        is served whatever the budget or the routing say, as before routing)."""
+        if self.merged is None or self.merged.looked_up or self.cache is None:
+            return None
+        hit = await self.cache.lookup(self.tenant, self.request.body, self.settings)
+        self.merged.cache_state = "miss"
         return hit
 
     async def store(self, response: dict[str, Any],
                     chunks: list[dict[str, Any]] | None = None, *, raw: bytes | None = None,
                     events: list[tuple[bytes, bool]] | None = None) -> None:
-        if self.active and self.cache is not None:
+        if self.merged is not None and self.merged.holding and self.cache is not None:
+            await self.merged.settle_storing(self.cache.encode(response, chunks, raw=raw,
+                                                               events=events))
+        elif self.active and self.cache is not None:
             await self.cache.store(self.tenant, self.request.body, self.settings, response,
                                    chunks, raw=raw, events=events)
+
+    async def flush(self) -> None:
+        """Make the settlements held for the store (none left after it)."""
+        if self.merged is not None:
+            await self.merged.flush()
 
     @property
     def wanted(self) -> bool:

@@ -58,6 +58,10 @@ class GatewayMetrics:
             "coe_routing_latency_seconds", "Router prediction + policy decision time",
             ["router"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
             registry=r))
+        self.image_features = Family(Histogram(
+            "coe_image_features_seconds", "Image feature extraction before an image-aware "
+            "router (decode + extractors; a cached image costs ~0)", ["router"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5), registry=r))
         self.tokens = Family(Counter(
             "coe_tokens_total", "Tokens processed", ["expert", "kind"], registry=r))
         self.choices = Family(Counter(

@@ -20,7 +20,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from coe_gateway.cache import CacheHit, response_to_chunks
+from coe_gateway.cache import CacheHit
+from coe_gateway.cache_stream import response_to_chunks
 from coe_gateway.errors import GatewayError, UpstreamError
 from coe_gateway.protocol import ChatRequest, estimate_prompt_tokens
 from coe_gateway.routers.base import Query
@@ -223,7 +224,7 @@ async def _end(rec: Recorder, a: Attempt, status: int, usage: Any, rest: Any) ->
 
 
 def _assembled(events: list[Event], expert: str, ext: dict[str, Any]) -> dict[str, Any]:
-    from coe_gateway.cache import assemble_stream
+    from coe_gateway.cache_stream import assemble_stream
 
     response = assemble_stream(chunks_of(events))
     response.update(model=expert, coe_routing=ext)

@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,10 @@ from coe_gateway.policies import BudgetState, Policy
 from coe_gateway.protocol import ChatRequest, estimate_prompt_tokens
 from coe_gateway.routers.base import Query, Router
 from coe_gateway.routers.registry import build_router
+
+if TYPE_CHECKING:
+    from coe_gateway.vision.images import LoadedImage
+    from coe_gateway.vision.step import FeatureStep
 
 AUTO = "auto"
 ROUTER_PREFIX = "router:"
@@ -50,6 +54,10 @@ class RouterSet:
             s = self.specs[name]
             self._built[name] = build_router(s.kind, self.experts, s.path, s.options)
         return self._built[name]
+
+    def built(self) -> list[Router]:
+        """The routers built so far (all of them after :meth:`warm_up`)."""
+        return list(self._built.values())
 
     def warm_up(self) -> None:
         """Build every router and run one prediction (loads encoders and weights now)."""
@@ -80,6 +88,8 @@ class Decision:
     est_costs: dict[str, float] = field(default_factory=dict)
     reason: str = ""
     routing_s: float = 0.0
+    #: seconds the image features for the router took (None: it read none)
+    features_s: float | None = None
 
     @property
     def expert(self) -> str:
@@ -171,9 +181,11 @@ def _predict(router: Router, query: Query, experts: list[ExpertConfig]) -> tuple
 async def route(
     cfg: GatewayConfig, routers: RouterSet, policy: Policy, request: ChatRequest,
     query: Query, available: set[str], budget: BudgetState | None = None,
-    allowed: Sequence[str] | None = None,
+    allowed: Sequence[str] | None = None, images: Sequence[LoadedImage] = (),
+    features: FeatureStep | None = None,
 ) -> Decision:
-    """The decision for one request: eligibility, prediction, policy ranking."""
+    """The decision for one request: eligibility, image features (for a router that reads
+    them), prediction, policy ranking."""
     start = time.perf_counter()
     router_name = routers.resolve(request.model)
     prompt_tokens = estimate_prompt_tokens(request)
@@ -188,6 +200,9 @@ async def route(
                         routing_s=time.perf_counter() - start)
     experts = eligible_experts(cfg, request, prompt_tokens, allowed)
     router = routers.get(router_name)
+    features_s = None
+    if features is not None and images:
+        query, features_s = await features.attach(router, query, images)
     if router.cheap:
         q, c = _predict(router, query, experts)
     else:
@@ -209,5 +224,5 @@ async def route(
                    for j, e in enumerate(experts)},
         est_costs={e.name: costl[j] for j, e in enumerate(experts)},
         reason=f"router {router_name} + policy {policy.kind}",
-        routing_s=time.perf_counter() - start,
+        routing_s=time.perf_counter() - start, features_s=features_s,
     )

@@ -10,7 +10,7 @@ in-process; ``None`` when ``cache.enabled`` is false and no tenant enables it).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,9 @@ from coe_gateway.cache import (
     ResponseCache,
 )
 from coe_gateway.config import CacheConfig, GatewayConfig
-from coe_gateway.ledger import FailoverLedger, InMemoryLedger, Ledger, RedisLedger
+from coe_gateway.ledger import InMemoryLedger, Ledger
+from coe_gateway.redis_ledger import FailoverLedger, RedisLedger
+from coe_gateway.request_guard import RequestGuard
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,9 @@ class Tenancy:
     guard: BudgetGuard
     cache: ResponseCache | None
     cache_defaults: CacheConfig
+    merges: bool = False
+    """Whether the ledger and the cache are one Redis, so that a request's exact lookup and
+    store may ride on its ledger round trips (:mod:`coe_gateway.request_guard`)."""
 
     @classmethod
     def from_config(cls, cfg: GatewayConfig, registry: CollectorRegistry | None = None,
@@ -52,7 +57,22 @@ class Tenancy:
                             else MemoryBackend())
             cache = ResponseCache(backend, metrics=CacheMetrics(registry),
                                   embedder=_embed, prefix=prefix)
-        return cls(store, guard, cache, cfg.cache)
+        merges = cache is not None and isinstance(cache.backend, RedisBackend) \
+            and isinstance(guard.ledger, FailoverLedger) and guard.ledger.peeks
+        return cls(store, guard, cache, cfg.cache, merges)
+
+    def request_guard(self, request: Mapping[str, Any], tenant: Tenant,
+                      settings: CacheSettings) -> RequestGuard | None:
+        """The guard of one request whose whole cache step is an exact lookup and store
+        that its ledger round trips can carry; None when it is not such a request."""
+        if not self.merges or self.cache is None:
+            return None
+        key = self.cache.exact_only_key(tenant.name, request, settings)
+        if key is None:
+            return None
+        ledger = self.guard.ledger
+        assert isinstance(ledger, FailoverLedger)
+        return RequestGuard(self.guard, ledger, self.cache, key, settings.ttl_s)
 
     def authenticate(self, key: str | None) -> Tenant:
         """The caller's tenant (AuthenticationError 401); ``anonymous`` when auth is off."""

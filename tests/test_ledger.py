@@ -11,12 +11,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from coe_gateway.errors import BudgetExceededError, RateLimitError
+from coe_gateway.redis_ledger import FailoverLedger, RedisLedger
 from coe_gateway.ledger import (
-    FailoverLedger,
     InMemoryLedger,
     Ledger,
     LedgerUnavailableError,
-    RedisLedger,
     period_bounds,
     period_elapsed,
     period_id,
@@ -232,3 +231,44 @@ async def test_redis_admit_and_reserve_is_one_round_trip(redis_url: str, redis_p
     state = await guard.state(tenant)
     assert state.remaining_usd == pytest.approx(0.995)
     await counting.aclose()
+
+
+async def test_redis_reserve_unless_a_cached_value_reserves_nothing(redis_url: str,
+                                                                    redis_prefix: str) -> None:
+    client = aioredis.from_url(redis_url)
+    led = RedisLedger(client, prefix=redis_prefix)
+    key = f"{redis_prefix}cache:{{t}}:x:abc"
+    limits = {"day": 1.0}
+    res = await led.reserve_unless("t", 0.3, limits, key, NOW, per_minute=2)
+    assert not isinstance(res, bytes)  # nothing cached: reserved
+    await client.set(key, b"answer")
+    assert await led.reserve_unless("t", 0.3, limits, key, NOW) == b"answer"
+    day, _ = await led.usage("t", limits, NOW)
+    assert day.reserved_usd == pytest.approx(0.3)  # the first hold only
+    # a cached answer still counts against the rate limit (2 a minute: this is the third)
+    assert await led.reserve_unless("t", 0.3, limits, key, NOW, per_minute=2) == b"answer"
+    with pytest.raises(RateLimitError):
+        await led.reserve_unless("t", 0.3, limits, key, NOW, per_minute=2)
+    with pytest.raises(BudgetExceededError):  # the budget is checked as by reserve
+        await led.reserve_unless("t", 0.8, limits, f"{redis_prefix}cache:{{t}}:x:other", NOW)
+    await led.settle(res, 0.1)
+    await led.close()
+
+
+async def test_redis_settle_and_set_settles_then_stores(redis_url: str, redis_prefix: str
+                                                        ) -> None:
+    client = aioredis.from_url(redis_url)
+    led = FailoverLedger(RedisLedger(client, prefix=redis_prefix))
+    key = f"{redis_prefix}cache:{{t}}:x:abc"
+    limits = {"day": 1.0}
+    res = await led.reserve("t", 0.3, limits, NOW)
+    assert await led.settle_and_set(res, 0.1, (key, b"answer", 60))
+    assert await led.settle_and_set(res, 0.1, (key, b"again", 60)) is False  # settled once
+    day, _ = await led.usage("t", limits, NOW)
+    assert (day.reserved_usd, day.spent_usd) == (0.0, pytest.approx(0.1))
+    assert await client.get(key) == b"answer" and 55 <= await client.ttl(key) <= 60
+    # a reservation of the fallback (Redis was down when it was made) is settled there
+    held = await led.fallback.reserve("t", 0.2, limits, NOW)
+    assert await led.settle_and_set(held, 0.05, (key, b"x", 60)) is False
+    assert (await led.fallback.usage("t", limits, NOW))[0].spent_usd == pytest.approx(0.05)
+    await led.close()

@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "coe_gateway.cli.keys",
     "coe_gateway.cli.bench_budget",
     "coe_gateway.cli.bench_compare",
+    "coe_gateway.cli.features",
 )
 
 

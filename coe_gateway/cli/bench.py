@@ -58,6 +58,37 @@ def check(n: int = typer.Option(10000, help="checks per extractor kind")) -> Non
     Console().print(table)
 
 
+def features(
+    images: int = typer.Option(4, help="real MathVision images (plus one synthetic)"),
+    repeat: int = typer.Option(5, help="rounds over the images (OCR: at most 2)"),
+    threads: int = typer.Option(1, help="torch intra-op threads (the gateway's "
+                                "images.feature_threads default: 1; 0 = torch's default)"),
+) -> None:
+    """Latency of image decoding and of each image feature extractor on 1024x768 JPEGs
+    (p50, p99 ms), the serving path without OCR, and a verdict against the target."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from coe_gateway.vision.features.bench import bench_features, verdict
+
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+    rows = bench_features(images, repeat, min(repeat, 2))
+    table = Table(title="image features, one 1024x768 image per call (ms), torch threads "
+                  f"{threads or 'default'}")
+    for col in ("step", "n", "p50", "p99", "mean"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["step"]), f"{r['n']:.0f}", f"{r['p50_ms']:.1f}",
+                      f"{r['p99_ms']:.1f}", f"{r['mean_ms']:.1f}")
+    Console().print(table)
+    Console().print(verdict(rows))
+
+
 def register(app: typer.Typer) -> None:
     bench_app(app).command("overhead")(overhead)
     bench_app(app).command("check")(check)
+    bench_app(app).command("features")(features)

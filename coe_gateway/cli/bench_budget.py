@@ -155,7 +155,8 @@ def ledger(
 async def _ledger_bench(url: str, concurrency: int, seconds: float) -> list[tuple[str, Any]]:
     import redis.asyncio as aioredis
 
-    from coe_gateway.ledger import InMemoryLedger, RedisLedger
+    from coe_gateway.ledger import InMemoryLedger
+    from coe_gateway.redis_ledger import RedisLedger
 
     prefix = f"coe-bench-{uuid.uuid4().hex[:8]}:"
     client = aioredis.from_url(url, max_connections=concurrency + 4)

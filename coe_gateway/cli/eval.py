@@ -175,7 +175,9 @@ def register(app: typer.Typer) -> None:
     group.command("seeds")(seeds)
     group.command("summary")(summary)
     group.command("bench")(bench)
+    from coe_gateway.cli.eval_images import eval_images
     from coe_gateway.cli.mot import eval_mot
 
     group.command("mot")(eval_mot)
+    group.command("images")(eval_images)
     app.add_typer(group, name="eval")

@@ -32,7 +32,10 @@ def _progress() -> Progress:
 
 def router(
     kind: Annotated[str, typer.Argument(help="router kind (knn, cluster, coe, mlp, mf, irt, "
-                                        "profile, prior)")],
+                                        "profile, prior; image-aware: image-knn, "
+                                        "image-linearmf, image-mlpmf, image-kmeans, "
+                                        "image-cmr with -o features='[pixels,ocr,stats]' "
+                                        "-o fusion=mean|concat|adaptive)")],
     data: Annotated[list[Path], typer.Argument(help="routing records (JSONL[.gz]) or "
                                                "RouterBench CSV/pickle", exists=True)],
     out: Annotated[Path, typer.Option(help="directory for router.json + weights.safetensors")],

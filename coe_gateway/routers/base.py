@@ -29,13 +29,18 @@ class Query:
 
     ``text`` is the conversation flattened for routing (see ``protocol.routing_text``);
     ``category`` is a known label where the caller or data set gives one; ``image`` a file path
-    or URL of an attached image; ``metadata`` anything else (tenant, requested max_tokens, ...).
+    or URL of an attached image; ``image_features`` the image's features computed before the
+    router (by :mod:`coe_gateway.vision.features`): ``{kind: (D,) float32}``, one vector per
+    feature kind (the mean over the request's images), None when the request has no image or
+    nothing computed them (a router then reads ``image`` itself, or routes on the text);
+    ``metadata`` anything else (tenant, requested max_tokens, ...).
     """
 
     text: str
     category: str | None = None
     image: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    image_features: Mapping[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,17 @@ class Router(ABC):
     @abstractmethod
     def predict(self, queries: Sequence[Query]) -> Prediction:
         """Predicted quality (B, E) and confidence (B, E) for ``queries``."""
+
+    @property
+    def image_kinds(self) -> tuple[str, ...]:
+        """The image feature kinds this router reads (:mod:`coe_gateway.vision.features`):
+        the gateway computes them before ``predict`` for a request with images. None here."""
+        return ()
+
+    @property
+    def image_feature_options(self) -> Mapping[str, Mapping[str, Any]]:
+        """Per-kind extractor options for :attr:`image_kinds` (as the router was trained)."""
+        return {}
 
     # -- persistence ---------------------------------------------------------------------
     def config(self) -> dict[str, Any]:

@@ -24,6 +24,11 @@ ROUTER_KINDS: Mapping[str, str] = MappingProxyType(
         "mf": "coe_gateway.routers.mf:MFRouter",
         "irt": "coe_gateway.routers.irt:IRTRouter",
         "profile": "coe_gateway.routers.profile:ProfileRouter",
+        "image-knn": "coe_gateway.routers.multimodal.knn:ImageKNNRouter",
+        "image-linearmf": "coe_gateway.routers.multimodal.linearmf:ImageLinearMFRouter",
+        "image-mlpmf": "coe_gateway.routers.multimodal.mlpmf:ImageMLPMFRouter",
+        "image-kmeans": "coe_gateway.routers.multimodal.kmeans:ImageKMeansRouter",
+        "image-cmr": "coe_gateway.routers.multimodal.cmr:ImageCMRRouter",
     }
 )
 

@@ -6,7 +6,9 @@ seeded random one with the same defaults: 30% test, seed 0), so a router trained
 train split can be evaluated by path on the suite's test split without leakage.
 
 Embedding, the slow part, runs first with a progress callback (it fills the disk cache the
-router's ``fit`` then reads); routers whose ``fit`` takes ``progress`` report epochs too.
+router's ``fit`` then reads), and so do the image features of routers that read images
+(``reads_images`` and a ``features`` option: the image-aware routers); routers whose ``fit``
+takes ``progress`` report epochs too.
 """
 
 from __future__ import annotations
@@ -70,6 +72,14 @@ def train_router(kind: str, train: RecordSet, experts: Sequence[str] | None = No
     if kind != "prior":
         embed_texts([q.text for q in train.queries()], opts.get("encoder"),
                     None if report is None else (lambda d, n: report("embedding queries", d, n)))
+    wanted = (opts.get("features") or []) if getattr(cls, "reads_images", False) else []
+    kinds = [wanted] if isinstance(wanted, str) else list(wanted)
+    if kinds:
+        from coe_gateway.vision.features.featurizer import image_features_for_paths
+
+        image_features_for_paths(
+            [q.image for q in train.queries()], kinds, opts.get("feature_options"),
+            None if report is None else (lambda d, n: report("image features", d, n)))
     if report is not None and "progress" in inspect.signature(fit).parameters:
         opts["progress"] = lambda d, n: report("training", d, n)
     return fit(train, list(experts) if experts else None, **opts)

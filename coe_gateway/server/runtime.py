@@ -68,6 +68,7 @@ class Runtime:
     async def start(self) -> None:
         """Load routers, launch workers (waiting until ready when asked), start health checks."""
         await asyncio.to_thread(self.routers.warm_up)
+        await self.gateway.features.warm_up(self.routers.built())
         await self.pool.check_health(self.remote)
         self._health_task = asyncio.create_task(self._health_loop(), name="coe-remote-health")
         await self.fleet.start(wait_ready=self.wait_ready)
