@@ -88,11 +88,9 @@ class OCRExtractor(ImageFeatureExtractor):
         return int(self._encoder().dim) + N_BOX_STATS
 
     def weights_id(self) -> str:
-        from coe_gateway.routers.embedding import EncoderSpec
-
         files = ",".join(f"{name}:{(model_dir() / name).stat().st_size}"
                          for name in MODEL_FILES.values())
-        return f"{files};{EncoderSpec.from_config(self.options['encoder']).fingerprint()}"
+        return f"{files};{encoder_identity(self.options['encoder'])}"
 
     def _params(self) -> dict[str, Any]:
         threads = int(self.options["threads"])
@@ -147,3 +145,19 @@ class OCRExtractor(ImageFeatureExtractor):
 
     def extract(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.vectors(self.read(images))
+
+
+def encoder_identity(encoder: Mapping[str, Any] | None) -> str:
+    """What identifies the text encoder's vectors, independent of where it is installed (a
+    store made in one checkout is valid in another): a static encoder's checksum, or a
+    sentence-transformers model's file names and sizes and its sequence length."""
+    from coe_gateway.routers.embedding import EncoderSpec
+
+    spec = EncoderSpec.from_config(encoder)
+    if spec.kind == "static":
+        return spec.fingerprint()
+    root = spec.model_dir
+    files = sorted(f"{f.relative_to(root)}:{f.stat().st_size}" for f in root.rglob("*")
+                   if f.is_file() and not any(part.startswith((".", "__")) for part in
+                                                    f.relative_to(root).parts))
+    return f"st:{','.join(files)}:{spec.max_seq_length}"
