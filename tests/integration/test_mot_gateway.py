@@ -13,6 +13,7 @@ checkpoints (`coe-gateway models prepare`).
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import subprocess
 import sys
@@ -59,7 +60,7 @@ def _config(tmp: Path, fused_dir: Path) -> dict:
     fused = {"name": FUSED, "backend": "mot", "model": str(fused_dir),
              "fused_from": [SMOL, GEMMA], "cpu_threads": ["0-1"], "context_length": 2048}
     return {"experts": [*parts, fused],
-            "server": {"port": free_port(), "log_level": "warning"},
+            "server": {"port": free_port(), "log_level": "info"},
             "cache": {"enabled": False},
             "routing": {"routing_log": str(tmp / "routing.jsonl")},
             "workers": {"base_port": free_port() + 100, "log_dir": str(tmp / "logs"),
@@ -86,9 +87,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cfg = _config(tmp, tmp / "fused")
     (tmp / "gw.yaml").write_text(yaml.safe_dump(cfg))
     log = (tmp / "gateway.log").open("wb")
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # faulthandler: a stuck shutdown dumps its stacks on SIGABRT
         [sys.executable, "-m", "coe_gateway", "serve", "--config", str(tmp / "gw.yaml")],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     url = f"http://127.0.0.1:{cfg['server']['port']}"
     pid = None
     try:
@@ -97,7 +99,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # say where it is stuck, then fail
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(timeout=30)
+            log.close()
+            tail = (tmp / "gateway.log").read_text(errors="replace")[-6000:]
+            pytest.fail(f"the gateway did not stop within 60 s of SIGTERM; its log:\n{tail}")
         log.close()
         if pid is not None:
             time.sleep(1)
