@@ -188,3 +188,10 @@ async def _load_one(url: str, param: str, settings: ImagesConfig,
             "images.remote.allow_hosts.", param=param)
     data = await fetcher.fetch(url, param)
     return await asyncio.to_thread(inspect_image, data, settings, param, "remote")
+
+
+def blank_png(size: tuple[int, int] = (64, 48)) -> bytes:
+    """A white PNG of ``size`` (warm-ups, the evaluation's blanked-image control)."""
+    buf = io.BytesIO()
+    Image.new("RGB", size, (255, 255, 255)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from coe_gateway.routers.base import Query, Router
+from coe_gateway.vision.images import blank_png
 
 if TYPE_CHECKING:
     from coe_gateway.config import ImagesConfig
@@ -81,14 +82,3 @@ class FeatureStep:
             if router.image_kinds:
                 featurizer = self.featurizer(router.image_kinds, router.image_feature_options)
                 await featurizer.aextract([blank_png()])
-
-
-def blank_png(size: tuple[int, int] = (64, 48)) -> bytes:
-    """A small white PNG."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, (255, 255, 255)).save(buf, format="PNG")
-    return buf.getvalue()

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from coe_gateway.routers.base import Prediction, Query, Router
-from coe_gateway.vision.images import LoadedImage
-from coe_gateway.vision.step import FeatureStep, blank_png
+from coe_gateway.vision.images import LoadedImage, blank_png
+from coe_gateway.vision.step import FeatureStep
 
 
 class ReadsImages(Router):

@@ -3,7 +3,6 @@ embeddings, image features, and the blank image's features."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,19 +60,21 @@ def sample_rows(n: int, limit: int | None, seed: int) -> np.ndarray:
 def blank_features(kinds: Sequence[str]) -> tuple[dict[str, np.ndarray], str]:
     """The features of one blank white 1024x768 PNG through the real extractors; zero rows
     (and a note saying so) if the featurizer cannot produce them."""
-    from PIL import Image
+    from coe_gateway.vision.features.base import feature_dim
+    from coe_gateway.vision.features.featurizer import ImageFeaturizer
+    from coe_gateway.vision.images import blank_png
 
-    from coe_gateway.vision.features.featurizer import image_features_for_paths
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "blank.png"
-        Image.new("RGB", BLANK_SIZE, (255, 255, 255)).save(path)
-        batch = image_features_for_paths([str(path)], list(kinds))
-    if bool(batch.present[0]):
-        return ({k: np.asarray(batch.features[k][0], np.float32) for k in kinds},
-                "features of a blank white 1024x768 PNG through the real extractors")
-    return ({k: np.zeros(batch.features[k].shape[1], np.float32) for k in kinds},
-            "zero rows: the featurizer gave nothing for the blank image")
+    featurizer = ImageFeaturizer(list(kinds))
+    try:
+        features = featurizer.extract([blank_png(BLANK_SIZE)])
+    except ValueError:
+        return ({k: np.zeros(feature_dim(k), np.float32) for k in kinds},
+                "zero rows: the featurizer gave nothing for the blank image")
+    finally:
+        featurizer.close()
+    # float16-rounded, as the feature stores hold every other image's features
+    return ({k: np.asarray(features[k], np.float16).astype(np.float32) for k in kinds},
+            "features of a blank white 1024x768 PNG through the real extractors")
 
 
 def load_eval_data(suite_path: str | Path, limit: int | None = None, seed: int = 0,
